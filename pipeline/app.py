@@ -7,11 +7,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipeline.errors import QuiltgenError
 from pipeline.runner import run
-from pipeline.schema import register_configs
+from pipeline.schema import register_configs, validate
 
 log = logging.getLogger("quiltgen")
 
@@ -30,7 +30,7 @@ register_configs()
 def main(cfg: DictConfig) -> float:
     """Returns samples/s so sweepers have a number to compare."""
     try:
-        config = OmegaConf.to_object(cfg)  # runs the schema's range checks
+        config = validate(cfg)
         summary = run(config, HydraConfig.get().runtime.output_dir)
     except QuiltgenError as err:
         log.error("%s", err)

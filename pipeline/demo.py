@@ -42,11 +42,19 @@ def _shape_mask(rng: np.random.Generator, shape: str, size: int) -> np.ndarray:
     return mask
 
 
-def _texture(rng: np.random.Generator, width: int, height: int, cells: int) -> np.ndarray:
-    """Smooth colour noise plus fine grain: looks like a blurry photo, compresses like one."""
-    small = rng.integers(0, 256, (cells, max(2, cells * width // height), 3), dtype=np.uint8)
-    img = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
-    return cv2.add(img, rng.integers(0, 24, img.shape, dtype=np.uint8))
+# BGR tints of everyday surfaces: grass, sand, sky, concrete, soil, water.
+PALETTE = ((60, 140, 70), (120, 180, 210), (220, 170, 110), (150, 150, 145), (60, 90, 130), (150, 120, 60))
+
+
+def _texture(rng: np.random.Generator, width: int, height: int, tint) -> np.ndarray:
+    """Tinted multi-scale noise with fine grain: reads like a surface photo, compresses like one."""
+    lum = np.zeros((height, width), np.float32)
+    for cells, weight in ((3, 0.45), (14, 0.35), (70, 0.2)):
+        small = rng.random((cells, max(2, cells * width // height)), dtype=np.float32)
+        lum += weight * cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    img = (0.45 + 0.9 * lum)[:, :, None] * np.asarray(tint, np.float32)
+    img += rng.normal(0, 6, img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _write_demo(root: Path) -> None:
@@ -55,16 +63,18 @@ def _write_demo(root: Path) -> None:
         (root / "photo" / name).mkdir(parents=True)
         (root / "photo_copy" / name).mkdir(parents=True)
         for n in range(PHOTOS_PER_CLASS):
-            size = int(rng.integers(90, 180))
+            size = int(rng.integers(140, 260))
             mask = _shape_mask(rng, name, size)
-            base = np.full((size, size, 3), rng.integers(40, 230, 3), np.uint8)
-            photo = cv2.addWeighted(base, 0.8, _texture(rng, size, size, 4), 0.2, 0)
+            photo = _texture(rng, size, size, rng.integers(60, 256, 3))
+            edge = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8))
+            photo[edge > 0] = photo[edge > 0] // 3
             photo[mask == 0] = 0
             cv2.imwrite(str(root / "photo" / name / f"{n}.png"), photo)
             cv2.imwrite(str(root / "photo_copy" / name / f"{n}.png"), cv2.merge([mask] * 3))
     (root / "back").mkdir()
     for n in range(BACKGROUNDS):
-        cv2.imwrite(str(root / "back" / f"{n}.jpg"), _texture(rng, *BACKGROUND_SIZE, cells=int(rng.integers(3, 9))))
+        img = _texture(rng, *BACKGROUND_SIZE, PALETTE[n % len(PALETTE)])
+        cv2.imwrite(str(root / "back" / f"{n}.jpg"), img)
 
 
 def ensure_demo(cache_dir: str | None = None) -> Path:

@@ -6,9 +6,10 @@ names the full key and the bad value.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import ConfigError
 
@@ -189,3 +190,26 @@ def register_configs() -> None:
     cs.store(name="quiltgen_schema", node=QuiltgenConfig)
     for group, node in GROUP_SCHEMAS.items():
         cs.store(group=group, name=f"{group}_schema", node=node)
+
+
+def _unknown_keys(given: dict, known: dict, prefix: str = "") -> list[str]:
+    found = []
+    for key, value in given.items():
+        path = f"{prefix}{key}"
+        if key not in known:
+            found.append(path)
+        elif isinstance(value, dict) and isinstance(known[key], dict):
+            found += _unknown_keys(value, known[key], f"{path}.")
+    return found
+
+
+def validate(cfg: DictConfig) -> QuiltgenConfig:
+    """The composed config as schema objects, with every range checked.
+
+    ``to_object`` silently drops keys added with ``+key=value``; they are rejected here instead.
+    """
+    config = OmegaConf.to_object(cfg)
+    unknown = _unknown_keys(OmegaConf.to_container(cfg, resolve=True), asdict(config))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key; see `quiltgen --cfg job` for the valid keys")
+    return config

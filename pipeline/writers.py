@@ -46,14 +46,17 @@ def draw_preview(img: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], la
         preview = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
     else:
         preview = img.copy()
+    font_scale = 0.5 * max(1.0, preview.shape[1] / 640)  # labels stay readable on large previews
+    thickness = max(1, round(font_scale))
     for (x0, y0, x1, y1), label in zip(boxes, labels, strict=True):
         p0 = (int(x0 * scale), int(y0 * scale))
         p1 = (max(p0[0], round(x1 * scale) - 1), max(p0[1], round(y1 * scale) - 1))
-        cv2.rectangle(preview, p0, p1, BOX_COLOUR, 2)
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        cv2.rectangle(preview, p0, p1, BOX_COLOUR, thickness + 1)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
         ty = p0[1] - 4 if p0[1] - th - base - 4 >= 0 else p1[1] + th + 4
         cv2.rectangle(preview, (p0[0], ty - th - 2), (p0[0] + tw + 2, ty + base), BOX_COLOUR, -1)
-        cv2.putText(preview, label, (p0[0] + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.5, TEXT_COLOUR, 1, cv2.LINE_AA)
+        cv2.putText(preview, label, (p0[0] + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, font_scale, TEXT_COLOUR, thickness,
+                    cv2.LINE_AA)
     return preview
 
 

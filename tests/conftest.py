@@ -1,0 +1,78 @@
+"""Shared fixtures: config composition through Hydra's compose API and small on-disk input sets."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from pipeline.app import config_dir
+from pipeline.runner import run
+from pipeline.schema import validate
+
+# Small and quick: a 320x240 canvas, one process unless a test asks for more.
+SMALL = ["quilt.width=320", "quilt.height=240", "workers.n_jobs=1"]
+
+
+def compose_cfg(overrides=()):
+    """The composed DictConfig, as the CLI would see it (hydra node excluded)."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def make_config(overrides=()):
+    """Compose and convert to the schema object, which runs the range checks."""
+    return validate(compose_cfg(overrides))
+
+
+def make_layout(root: Path, classes=("cat", "dog"), photos=2, backgrounds=2, bg_size=(320, 240),
+                with_copies=True, seed=0) -> Path:
+    """Write an input set in the original layout: photo/<class>/, photo_copy/<class>/, back/."""
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        (root / "photo" / name).mkdir(parents=True, exist_ok=True)
+        if with_copies:
+            (root / "photo_copy" / name).mkdir(parents=True, exist_ok=True)
+        for n in range(photos):
+            h, w = int(rng.integers(30, 60)), int(rng.integers(30, 60))
+            mask = np.zeros((h, w), np.uint8)
+            cv2.ellipse(mask, (w // 2, h // 2), (w // 2 - 2, h // 2 - 2), 0, 0, 360, 255, -1)
+            photo = np.zeros((h, w, 3), np.uint8)
+            photo[:] = rng.integers(60, 250, 3)
+            photo[mask == 0] = 0
+            cv2.imwrite(str(root / "photo" / name / f"{n}.png"), photo)
+            if with_copies:
+                cv2.imwrite(str(root / "photo_copy" / name / f"{n}.png"), cv2.merge([mask] * 3))
+    (root / "back").mkdir(parents=True, exist_ok=True)
+    for n in range(backgrounds):
+        img = cv2.resize(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8), bg_size, interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(root / "back" / f"{n}.jpg"), img)
+    return root
+
+
+def tree_digest(folder: Path) -> dict:
+    """sha256 of every file below ``folder`` (relative path -> hex), Hydra's own files excluded."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and ".hydra" not in p.parts and p.suffix != ".log"}
+
+
+@pytest.fixture
+def layout(tmp_path) -> Path:
+    return make_layout(tmp_path / "input")
+
+
+@pytest.fixture
+def generate(tmp_path):
+    """Run the pipeline on ``root`` with extra overrides; returns the output folder."""
+    counter = iter(range(1000))
+
+    def _generate(root: Path, *overrides: str, out: Path | None = None) -> Path:
+        out = out or tmp_path / f"out{next(counter)}"
+        cfg = make_config([*SMALL, f"input.root={root}", *overrides])
+        run(cfg, out)
+        return out
+
+    return _generate

@@ -1,0 +1,81 @@
+"""The real command line in subprocesses: run dirs, frozen configs, multirun, one-line errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+QUICK = ["quilt.width=320", "quilt.height=240", "workers.backend=sequential", "workers.n_jobs=1"]
+CONSOLE_SCRIPT = Path(sys.executable).parent / "quiltgen"
+
+
+def quiltgen(cwd, *args, entry=(sys.executable, "-m", "pipeline"), check=True):
+    proc = subprocess.run([*entry, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def run_dirs(base: Path):
+    return sorted(p.parent for p in base.rglob("manifest.jsonl"))
+
+
+def test_cfg_job_prints_the_full_config_from_any_directory(tmp_path):
+    out = quiltgen(tmp_path, "--cfg", "job", "seed=5").stdout
+    cfg = yaml.safe_load(out)
+    assert cfg["seed"] == 5 and cfg["quilt"]["rows"] == 2 and cfg["augment"]["scale"]["max"] == 2.0
+    assert set(cfg) == {"input", "quilt", "augment", "compose", "output", "workers", "samples", "seed"}
+
+
+def test_console_script_writes_a_run_dir_with_frozen_config(tmp_path, layout):
+    quiltgen(tmp_path, f"input.root={layout}", "samples.per_class=2", "seed=3", *QUICK, entry=(str(CONSOLE_SCRIPT),))
+    (run,) = run_dirs(tmp_path / "outputs")
+    frozen = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    assert frozen["seed"] == 3 and frozen["input"]["root"] == str(layout)
+    assert "seed=3" in (run / ".hydra" / "overrides.yaml").read_text()
+    assert len((run / "manifest.jsonl").read_text().splitlines()) == 4
+    assert (run / "quiltgen.log").read_text().count("wrote 4 samples") == 1
+
+
+def test_runs_started_in_the_same_second_get_their_own_dirs(tmp_path, layout):
+    args = [sys.executable, "-m", "pipeline", f"input.root={layout}", "samples.per_class=1", *QUICK]
+    procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    runs = run_dirs(tmp_path / "outputs")
+    assert len(runs) == 3
+    for run in runs:
+        assert len((run / "manifest.jsonl").read_text().splitlines()) == 2
+
+
+def test_multirun_makes_one_folder_per_job_with_its_own_config(tmp_path, layout):
+    quiltgen(tmp_path, "-m", "augment.scale.max=1.5,2.0", "seed=1,2", f"input.root={layout}",
+             "samples.per_class=1", *QUICK)
+    runs = run_dirs(tmp_path / "multirun")
+    assert len(runs) == 4
+    combos = set()
+    for run in runs:
+        frozen = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        combos.add((frozen["augment"]["scale"]["max"], frozen["seed"]))
+        records = [json.loads(line) for line in (run / "manifest.jsonl").read_text().splitlines()]
+        assert all(r["augment"]["scale"] <= frozen["augment"]["scale"]["max"] for r in records)
+    assert combos == {(1.5, 1), (1.5, 2), (2.0, 1), (2.0, 2)}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["input.root=/nonexistent/parts"], "quiltgen: error: input.root: /nonexistent/parts is not a folder"),
+    (["augment.scale.min=5"], "quiltgen: error: augment.scale: min must be <= max"),
+    (["+quilt.typo=1"], "quiltgen: error: quilt.typo: unknown key"),
+])
+def test_user_errors_exit_1_with_one_line_and_no_traceback(tmp_path, args, message):
+    proc = quiltgen(tmp_path, *args, *QUICK, check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.rglob("manifest.jsonl")) and not list(tmp_path.rglob("images"))

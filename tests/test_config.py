@@ -1,0 +1,76 @@
+"""Config composition through Hydra's compose API: defaults, good and bad overrides, range checks."""
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from pipeline.errors import ConfigError
+from pipeline.schema import QuiltgenConfig
+from tests.conftest import compose_cfg, make_config
+
+
+def test_defaults_compose_to_the_schema():
+    cfg = make_config()
+    assert isinstance(cfg, QuiltgenConfig)
+    assert (cfg.quilt.width, cfg.quilt.height, cfg.quilt.rows, cfg.quilt.cols) == (1920, 1080, 2, 2)
+    assert (cfg.augment.scale.min, cfg.augment.scale.max) == (0.5, 2.0)
+    assert (cfg.compose.aspect.min, cfg.compose.aspect.max) == (0.2, 2.0)
+    assert cfg.workers.backend == "loky"
+    assert cfg.input.root is None and cfg.seed == 0 and cfg.samples.repeats == 1
+
+
+def test_overrides_reach_every_group():
+    cfg = make_config(["input.root=/data/parts", "samples.repeats=2", "workers.n_jobs=2", "seed=7",
+                       "augment.scale.max=1.5", "quilt.rows=3", "compose.aspect.max=3", "output.previews=false"])
+    assert cfg.input.root == "/data/parts"
+    assert (cfg.samples.repeats, cfg.workers.n_jobs, cfg.seed) == (2, 2, 7)
+    assert cfg.augment.scale.max == 1.5 and cfg.quilt.rows == 3
+    assert cfg.compose.aspect.max == 3.0 and cfg.output.previews is False
+
+
+def test_debug_and_experiment_presets():
+    debug = make_config(["debug=default"])
+    assert (debug.samples.per_class, debug.workers.n_jobs, debug.quilt.width) == (2, 1, 640)
+    experiment = make_config(["experiment=example"])
+    assert (experiment.seed, experiment.quilt.rows, experiment.augment.shear.enabled) == (7, 3, False)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("quilt.foo=1", "Could not override 'quilt.foo'"),
+    ("quilt.rows=abc", "Error merging override quilt.rows=abc"),
+    ("augment=nope", "Could not find 'augment/nope'"),
+    ("samples.repeats=1.5", "Error merging override samples.repeats=1.5"),
+])
+def test_bad_overrides_fail_at_composition(override, message):
+    with pytest.raises(ConfigCompositionException, match=message):
+        compose_cfg([override])
+
+
+@pytest.mark.parametrize("override", ["+quilt.foo=1", "+augment.scale.bar=2", "+nope=3"])
+def test_appended_unknown_keys_are_rejected(override):
+    key = override[1:].split("=")[0]
+    with pytest.raises(ConfigError, match=f"^{key}: unknown key"):
+        make_config([override])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["augment.scale.min=3"], r"augment.scale: min must be <= max, got min=3.0, max=2.0"),
+    (["augment.scale.min=0", "augment.scale.max=0"], r"augment.scale.min: must be > 0"),
+    (["augment.shear.max=1.5"], r"augment.shear.max: must be <= 1.0, got 1.5"),
+    (["augment.object_brightness.min=-1"], r"augment.object_brightness.min: must be >= 0.0"),
+    (["augment.blur.kernel_sizes=[1,4]"], r"augment.blur.kernel_sizes: .*odd.*got 4"),
+    (["augment.blur.kernel_sizes=[]"], r"augment.blur.kernel_sizes: must list at least one"),
+    (["quilt.width=0"], r"quilt.width: must be > 0, got 0"),
+    (["quilt.zoom.min=0.5"], r"quilt.zoom.min: must be >= 1.0"),
+    (["compose.aspect.min=3"], r"compose.aspect: min must be <= max"),
+    (["compose.min_box_size=0"], r"compose.min_box_size: must be >= 1"),
+    (["output.jpeg_quality=101"], r"output.jpeg_quality: must be in \[1, 100\], got 101"),
+    (["output.preview_scale=0"], r"output.preview_scale: must be in \(0, 1\]"),
+    (["output.formats=[voc,tiff]"], r"output.formats: unknown format 'tiff'"),
+    (["workers.n_jobs=0"], r"workers.n_jobs: must be a positive count"),
+    (["workers.backend=threads"], r"workers.backend: must be 'loky' or 'sequential'"),
+    (["samples.repeats=0"], r"samples.repeats: must be >= 1, got 0"),
+    (["samples.per_class=0"], r"samples.per_class: must be >= 1 or null"),
+    (["input.on_bad_file=maybe"], r"input.on_bad_file: must be 'error' or 'skip', got 'maybe'"),
+])
+def test_range_errors_name_the_key_and_value(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config(overrides)

@@ -1,0 +1,133 @@
+"""End-to-end runs of ``run(cfg, out_dir)`` on small inputs: counts, files, boxes, reproducibility."""
+import json
+import xml.etree.ElementTree as ET
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline import augment
+from pipeline.errors import SampleError
+from pipeline.runner import in_order, plan_tasks, run
+from tests.conftest import SMALL, make_config, tree_digest
+
+
+def manifest(out):
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_loop_mode_writes_photos_x_backgrounds_x_repeats_per_class(layout, generate):
+    out = generate(layout, "samples.repeats=2")
+    records = manifest(out)
+    per_class = 2 * 2 * 2  # photos x backgrounds x repeats
+    assert len(records) == 2 * per_class
+    for name in ("cat", "dog"):
+        assert len(list((out / "images" / name).glob("*.jpg"))) == per_class
+        assert len(list((out / "previews" / name).glob("*.jpg"))) == per_class
+        assert len(list((out / "annotations" / "voc" / name).glob("*.xml"))) == per_class
+    # the original's loop: each photo meets each background (pinned as the first tile) `repeats` times
+    cat = [r for r in records if r["class"] == "cat"]
+    pairs = sorted((r["photo"], r["tiles"][0]["background"]) for r in cat)
+    assert pairs == sorted([(f"photo/cat/{p}.png", f"back/{b}.jpg") for p in range(2) for b in range(2)] * 2)
+    assert [r["sample_index"] for r in records] == list(range(per_class)) * 2  # manifest in (class, index) order
+    assert not list(out.rglob("*.tmp")) and not list(out.glob(".bank-*")) and not list(out.glob(".*partial"))
+
+
+def test_per_class_gives_exactly_that_many(layout, generate):
+    out = generate(layout, "samples.per_class=5", "output.previews=false")
+    assert len(manifest(out)) == 10
+    assert sorted(p.name for p in (out / "images" / "dog").iterdir()) == [f"{i:06d}.jpg" for i in range(5)]
+    assert not any((out / "previews").iterdir())
+
+
+def test_voc_files_parse_and_agree_with_the_manifest(layout, generate):
+    out = generate(layout, "samples.per_class=6")
+    for record in manifest(out):
+        root = ET.parse(out / record["voc"]).getroot()
+        assert root.findtext("filename") == record["image"].split("/")[-1]
+        assert (int(root.findtext("size/width")), int(root.findtext("size/height"))) == (320, 240)
+        objects = root.findall("object")
+        assert len(objects) == 1 and objects[0].findtext("name") == record["class"]
+        x0, y0, x1, y1 = record["box"]
+        voc = [int(objects[0].findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
+        assert voc == [x0 + 1, y0 + 1, x1, y1]
+        image = cv2.imread(str(out / record["image"]))
+        assert image.shape == (240, 320, 3)
+        assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 240
+
+
+def test_box_matches_the_object_pixels_in_the_written_image(layout, generate):
+    # Black background, untouched bright object, lossless-ish JPEG: the box must hug the bright pixels.
+    out = generate(layout, "samples.per_class=8", "augment.background_brightness.min=0",
+                   "augment.background_brightness.max=0", "augment.object_brightness.enabled=false",
+                   "augment.blur.enabled=false", "output.jpeg_quality=100")
+    for record in manifest(out):
+        image = cv2.imread(str(out / record["image"]))
+        ys, xs = np.nonzero(image.max(axis=2) > 40)
+        found = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        assert np.abs(np.subtract(found, record["box"])).max() <= 1, (record["id"], found, record["box"])
+
+
+def test_same_seed_is_byte_identical_for_any_worker_count(layout, generate):
+    args = ("samples.per_class=6", "seed=11")
+    one = generate(layout, *args, "workers.n_jobs=1", "workers.backend=sequential")
+    two = generate(layout, *args, "workers.n_jobs=2", "workers.chunk_size=1")
+    three = generate(layout, *args, "workers.n_jobs=2", "workers.chunk_size=4")
+    digest = tree_digest(one)
+    assert len(digest) == 12 * 3 + 1  # image, preview, voc per sample + manifest
+    assert digest == tree_digest(two) == tree_digest(three)
+    other_seed = generate(layout, "samples.per_class=6", "seed=12")
+    assert tree_digest(other_seed)["images/cat/000000.jpg"] != digest["images/cat/000000.jpg"]
+
+
+def test_rejected_draws_are_redrawn_and_never_written(layout, generate):
+    # objects are 30-60 px: most draws at scale 0.1-2.0 come out under 40 px and are rejected
+    out = generate(layout, "samples.per_class=10", "augment.scale.min=0.1", "compose.min_box_size=40")
+    records = manifest(out)
+    assert len(records) == 20 and len(list((out / "images").rglob("*.jpg"))) == 20
+    assert any(r["attempts"] > 1 for r in records)
+    for r in records:
+        x0, y0, x1, y1 = r["box"]
+        assert min(x1 - x0, y1 - y0) >= 40
+
+
+def test_impossible_constraints_fail_after_max_attempts_naming_class_and_photo(layout, tmp_path):
+    cfg = make_config([*SMALL, f"input.root={layout}", "compose.aspect.min=9", "compose.aspect.max=10",
+                       "samples.max_attempts=3", "augment.shear.enabled=false"])
+    out = tmp_path / "out"
+    with pytest.raises(SampleError, match=r"class 'cat', sample 0 \(photo photo/cat/0.png\).*max_attempts=3"):
+        run(cfg, out)
+    assert not (out / "manifest.jsonl").exists() and not list(out.glob(".*partial")) and not list(out.glob(".bank-*"))
+
+
+def test_a_worker_failure_names_the_class_and_file(layout, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(augment, "apply_object", broken)
+    cfg = make_config([*SMALL, f"input.root={layout}", "workers.backend=sequential"])
+    with pytest.raises(SampleError, match=r"class 'cat', sample 0 \(photo photo/cat/0.png\): MemoryError: simulated"):
+        run(cfg, tmp_path / "out")
+
+
+def test_demo_set_is_created_and_used_when_no_input_is_given(tmp_path, generate):
+    cfg = make_config([*SMALL, f"input.cache_dir={tmp_path / 'cache'}", "samples.per_class=2"])
+    summary = run(cfg, tmp_path / "out")
+    assert summary["samples"] == 6 and summary["classes"] == 3
+    demo_root = tmp_path / "cache" / "demo-v1"
+    assert sorted(p.name for p in (demo_root / "photo").iterdir()) == ["circle", "square", "triangle"]
+    assert len(list((demo_root / "back").iterdir())) == 4
+
+
+def test_plan_splits_classes_into_chunks_that_cover_every_sample():
+    tasks = plan_tasks([100, 3, 0, 17], n_workers=2, chunk_size=None)
+    covered = {c: [] for c in range(4)}
+    for t in tasks:
+        covered[t["class_index"]] += range(t["start"], t["stop"])
+    assert covered == {0: list(range(100)), 1: [0, 1, 2], 2: [], 3: list(range(17))}
+    assert len(tasks) >= 8  # a big class is split so two workers both stay busy
+
+
+def test_in_order_restores_task_order_from_any_arrival_order():
+    arrivals = [(2, "c"), (0, "a"), (3, "d"), (1, "b")]
+    assert list(in_order(iter(arrivals))) == [(0, "a"), (1, "b"), (2, "c"), (3, "d")]
