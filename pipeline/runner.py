@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from joblib import Parallel, delayed, effective_n_jobs, parallel_config
+from joblib import Parallel, delayed
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline import demo, sources
+from pipeline.backends import parallel_backend
 from pipeline.render import render_chunk
 from pipeline.schema import QuiltgenConfig
 from pipeline.writers import ManifestWriter
@@ -98,12 +99,9 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
 
 def _generate(bank: dict, settings: dict, counts: list[int], out_dir: Path) -> int:
     workers = settings["workers"]
-    backend = workers["backend"]
-    n_jobs = workers["n_jobs"]
-    with parallel_config(backend=backend, n_jobs=n_jobs):
-        n_workers = effective_n_jobs()
+    with parallel_backend(workers) as n_workers:
         tasks = plan_tasks(counts, n_workers, workers["chunk_size"])
-        log.info("%d samples in %d tasks on %d %s workers", sum(counts), len(tasks), n_workers, backend)
+        log.info("%d samples in %d tasks on %d %s workers", sum(counts), len(tasks), n_workers, workers["backend"])
         for name in OUTPUT_DIRS:
             (out_dir / name).mkdir(parents=True, exist_ok=True)
         manifest = ManifestWriter(out_dir / "manifest.jsonl")

@@ -140,10 +140,11 @@ class WorkersConfig:
     backend: str = "loky"
     n_jobs: int = -1
     chunk_size: int | None = None
+    scheduler_address: str | None = None
 
     def __post_init__(self) -> None:
-        _check(self.backend in ("loky", "sequential"), "workers.backend",
-               f"must be 'loky' or 'sequential', got {self.backend!r}")
+        backends = ("loky", "sequential", "dask", "ray")
+        _check(self.backend in backends, "workers.backend", f"must be one of {list(backends)}, got {self.backend!r}")
         _check(self.n_jobs != 0, "workers.n_jobs", "must be a positive count or negative (-1 = all cores), got 0")
         _check(self.chunk_size is None or self.chunk_size >= 1, "workers.chunk_size",
                f"must be >= 1 or null (auto), got {self.chunk_size}")

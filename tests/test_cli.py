@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import tree_digest
+
 pytestmark = pytest.mark.slow
 
 QUICK = ["quilt.width=320", "quilt.height=240", "workers.backend=sequential", "workers.n_jobs=1"]
@@ -79,3 +81,19 @@ def test_user_errors_exit_1_with_one_line_and_no_traceback(tmp_path, args, messa
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.rglob("manifest.jsonl")) and not list(tmp_path.rglob("images"))
+
+
+def test_parallel_sweep_matches_the_sequential_sweep(tmp_path, layout):
+    common = ["seed=1,2", f"input.root={layout}", "samples.per_class=2", "quilt.width=320", "quilt.height=240"]
+    parallel = quiltgen(tmp_path, "-m", "sweep=parallel", *common, "hydra.sweep.dir=par")
+    assert "Joblib.Parallel(n_jobs=-1" in parallel.stdout + parallel.stderr
+    quiltgen(tmp_path, "-m", *common, *QUICK, "hydra.sweep.dir=seq")
+    for job in ("0", "1"):
+        frozen = yaml.safe_load((tmp_path / "par" / job / ".hydra" / "config.yaml").read_text())
+        assert frozen["workers"] == {**frozen["workers"], "backend": "sequential", "n_jobs": 1}
+        assert tree_digest(tmp_path / "par" / job) == tree_digest(tmp_path / "seq" / job)
+
+
+def test_slurm_sweep_preset_selects_the_submitit_launcher(tmp_path):
+    out = quiltgen(tmp_path, "sweep=slurm", "--cfg", "hydra").stdout
+    assert yaml.safe_load(out)["hydra"]["launcher"]["_target_"].endswith("SlurmLauncher")

@@ -66,7 +66,7 @@ def test_appended_unknown_keys_are_rejected(override):
     (["output.preview_scale=0"], r"output.preview_scale: must be in \(0, 1\]"),
     (["output.formats=[voc,tiff]"], r"output.formats: unknown format 'tiff'"),
     (["workers.n_jobs=0"], r"workers.n_jobs: must be a positive count"),
-    (["workers.backend=threads"], r"workers.backend: must be 'loky' or 'sequential'"),
+    (["workers.backend=threads"], r"workers.backend: must be one of \['loky', 'sequential', 'dask', 'ray'\]"),
     (["samples.repeats=0"], r"samples.repeats: must be >= 1, got 0"),
     (["samples.per_class=0"], r"samples.per_class: must be >= 1 or null"),
     (["input.on_bad_file=maybe"], r"input.on_bad_file: must be 'error' or 'skip', got 'maybe'"),
