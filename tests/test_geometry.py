@@ -40,7 +40,7 @@ def test_box_equals_the_painted_mask_pixels_over_many_draws():
         ys, xs = np.nonzero(labels[:, :, 0])
         assert compose.mask_box(mask, x, y) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
         # the object lies entirely inside the canvas, and the box obeys the compose rules
-        assert 0 <= x and x + mask.shape[1] <= 400 and 0 <= y and y + mask.shape[0] <= 300
+        assert 0 <= x <= 400 - mask.shape[1] and 0 <= y <= 300 - mask.shape[0]
         w, h = xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()
         assert 0.2 <= w / h <= 2.0 and min(w, h) >= 8
 
@@ -91,7 +91,7 @@ def test_quilt_cells_show_one_background_each_with_no_seams():
         assert (canvas[y0:y1, x0:x1] == colours[tile["background"]]).all()
         sx, sy, sw, sh = tile["src"]
         bw, bh = sizes[tile["background"]]
-        assert 0 <= sx and sx + sw <= bw and 0 <= sy and sy + sh <= bh
+        assert 0 <= sx <= bw - sw and 0 <= sy <= bh - sh
 
 
 def test_first_background_is_pinned():

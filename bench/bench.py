@@ -1,0 +1,431 @@
+#!/usr/bin/env python
+"""quiltgen throughput benchmark against the original script (its port in ``shared/bench``).
+
+One run, on one input set, with 2 worker processes everywhere:
+
+  seed-port    ``shared/bench/seed_port.py --processes 2``: the original algorithm (whole command, wall clock)
+  quiltgen     ``python -m pipeline ... workers.n_jobs=2`` (whole command, wall clock; plus its own samples/s)
+  encode-only  the same JPEG encodes (one 1920x1080 image at q95 + one preview at q80 per sample) on 2 loky
+               workers and nothing else: the ceiling for a pipeline whose job is to write those files
+  peak RSS     of quiltgen's whole process tree (parent + loky workers) at two sample counts
+
+Ratios are computed from figures measured in this one run, so they hold on a noisy, shared machine.
+Usage (from anywhere):  python bench/bench.py [--repeats 3] [--rounds 3] [--no-previews] [--json out.json]
+See bench/README.md for what each figure means and the latest results.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import joblib
+import numpy as np
+from joblib import Parallel, delayed
+
+REPO = Path(__file__).resolve().parent.parent
+WORKERS = 2
+LOG_LINE = re.compile(r"wrote (\d+) samples of (\d+) classes in ([\d.]+) s \(([\d.]+) samples/s\)")
+SEED_LINE = re.compile(r"seed-port: (\d+) samples tried, (\d+) kept")
+
+
+# ---------------------------------------------------------------------------------------------- setup
+
+def find_shared(cli_value: str | None) -> Path:
+    """``--shared``, else ``$QUILTGEN_SHARED``, else ``<repo>/../shared`` (where CI puts it)."""
+    candidates = [("--shared", cli_value), ("QUILTGEN_SHARED", os.environ.get("QUILTGEN_SHARED")),
+                  ("<repo>/../shared", str(REPO.parent / "shared"))]
+    source, value = next((s, v) for s, v in candidates if v)
+    shared = Path(value).expanduser().resolve()
+    for name in ("seed_port.py", "make_seed_layout.py"):
+        if not (shared / "bench" / name).is_file():
+            sys.exit(f"bench: {shared / 'bench' / name} not found (shared folder from {source}); "
+                     f"pass --shared DIR or set QUILTGEN_SHARED to the folder holding bench/{name}")
+    return shared
+
+
+def subprocess_env() -> dict:
+    """Child environment: this checkout's ``pipeline`` first on the path, so the bench measures the code beside it."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env.pop("QUILTGEN_CACHE", None)
+    return env
+
+
+def run_timed(cmd: list[str], log_path: Path, env: dict, poll_rss: bool = False) -> dict:
+    """Run ``cmd`` to completion; wall seconds (and the process tree's peak RSS when asked). Output goes to a file."""
+    with open(log_path, "w") as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=log_path.parent)
+        peaks = RssPoller(proc.pid).start() if poll_rss else None
+        code = proc.wait()
+        seconds = time.perf_counter() - started
+        if peaks:
+            peaks.stop()
+    text = log_path.read_text(errors="replace")
+    if code != 0:
+        sys.exit(f"bench: command failed with exit code {code}:\n  {' '.join(cmd)}\n--- output ---\n{text[-4000:]}")
+    result = {"seconds": seconds, "output": text}
+    if peaks:
+        result.update(peaks.result())
+    return result
+
+
+class RssPoller:
+    """Polls RSS of a process and all its descendants (loky workers, resource tracker) every ``interval`` s.
+
+    The tree figure is the largest sum seen at one instant: shared pages (libraries, the read-only bank memmaps)
+    are counted once per process, so it is an upper bound of the real footprint.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.05):
+        import psutil  # checked by the caller
+        self.psutil, self.root = psutil, psutil.Process(pid)
+        self.interval, self.done = interval, threading.Event()
+        self.tree = self.parent = self.worker = 0
+        self.max_children = 0
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> RssPoller:
+        self.thread.start()
+        return self
+
+    def _loop(self) -> None:
+        ps = self.psutil
+        while not self.done.is_set():
+            try:
+                children = self.root.children(recursive=True)
+                parent = self.root.memory_info().rss
+            except (ps.NoSuchProcess, ps.AccessDenied, ps.ZombieProcess):
+                return
+            child_rss = []
+            for child in children:
+                with contextlib.suppress(ps.NoSuchProcess, ps.AccessDenied, ps.ZombieProcess):
+                    child_rss.append(child.memory_info().rss)
+            self.parent = max(self.parent, parent)
+            self.worker = max([self.worker, *child_rss])
+            self.tree = max(self.tree, parent + sum(child_rss))
+            self.max_children = max(self.max_children, len(child_rss))
+            self.done.wait(self.interval)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def result(self) -> dict:
+        mib = 1024 * 1024
+        return {"peak_rss_tree_mib": round(self.tree / mib, 1), "peak_rss_parent_mib": round(self.parent / mib, 1),
+                "peak_rss_worker_mib": round(self.worker / mib, 1), "max_child_processes": self.max_children}
+
+
+def dir_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+# ---------------------------------------------------------------------------------------------- the three runs
+
+def run_seed_port(shared: Path, layout: Path, work: Path, repeats: int, expected: int, env: dict) -> dict:
+    out = work / "seed-out"
+    cmd = [sys.executable, str(shared / "bench" / "seed_port.py"), "--photos", str(layout / "photo"),
+           "--copies", str(layout / "photo_copy"), "--backs", str(layout / "back"), "--out", str(out),
+           "--times", str(repeats), "--processes", str(WORKERS)]
+    res = run_timed(cmd, work / "seed-port.log", env)
+    match = SEED_LINE.search(res["output"])
+    if not match or int(match.group(1)) != expected:
+        sys.exit(f"bench: seed port did not report {expected} samples tried:\n{res['output'][-2000:]}")
+    shutil.rmtree(out, ignore_errors=True)
+    return {"name": "seed-port", "samples": expected, "seconds": res["seconds"], "kept": int(match.group(2)),
+            "command": cmd}
+
+
+def quiltgen_cmd(layout: Path, run_dir: Path, overrides: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pipeline", f"input.root={layout}", f"workers.n_jobs={WORKERS}",
+            f"hydra.run.dir={run_dir}", *overrides]
+
+
+def run_quiltgen(layout: Path, work: Path, tag: str, overrides: list[str], expected: int, env: dict,
+                 poll_rss: bool = False, keep_frames: int = 0) -> dict:
+    """One quiltgen command; with ``keep_frames``, also save that many of its images, decoded, to work/frames.npy."""
+    run_dir = work / f"quiltgen-{tag}"
+    cmd = quiltgen_cmd(layout, run_dir, overrides)
+    res = run_timed(cmd, work / f"quiltgen-{tag}.log", env, poll_rss=poll_rss)
+    match = LOG_LINE.search(res["output"])
+    if not match and (run_dir / "quiltgen.log").is_file():
+        match = LOG_LINE.search((run_dir / "quiltgen.log").read_text(errors="replace"))
+    if not match or int(match.group(1)) != expected:
+        sys.exit(f"bench: quiltgen did not report writing {expected} samples:\n{res['output'][-2000:]}")
+    result = {"name": f"quiltgen {tag}", "samples": expected, "seconds": res["seconds"],
+              "own_seconds": float(match.group(3)), "own_samples_per_s": float(match.group(4)), "command": cmd}
+    result.update({k: v for k, v in res.items() if k.startswith(("peak_", "max_"))})
+    images = sorted((run_dir / "images").rglob("*.jpg"))
+    result["image_mean_kib"] = round(dir_bytes(run_dir / "images") / max(1, len(images)) / 1024, 1)
+    if keep_frames:  # decoded outputs: the encode-only run encodes exactly this kind of content
+        picks = [images[round(i * (len(images) - 1) / max(1, keep_frames - 1))] for i in range(keep_frames)]
+        np.save(work / "frames.npy", np.stack([cv2.imread(str(p)) for p in dict.fromkeys(picks)]))
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
+def _encode_chunk(frames_path: str, start: int, stop: int, qualities: tuple[int, ...]) -> int:
+    """Worker side of encode-only: JPEG-encode frames start..stop at each quality; returns the bytes produced."""
+    cv2.setNumThreads(1)  # as quiltgen's workers
+    frames = np.load(frames_path, mmap_mode="r")  # read-only memmap, as quiltgen's bank
+    total = 0
+    for i in range(start, stop):
+        frame = frames[i % len(frames)]
+        for quality in qualities:
+            ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if not ok:
+                raise RuntimeError("OpenCV failed to encode a JPEG")
+            total += buf.size
+    return total
+
+
+def run_encode_only(frames: Path, samples: int, qualities: tuple[int, ...]) -> dict:
+    """``samples`` x len(qualities) encodes on 2 loky workers, chunked like quiltgen's auto plan; pool warmed first."""
+    chunk = max(1, min(64, math.ceil(samples / (4 * WORKERS))))
+    parallel = Parallel(n_jobs=WORKERS, backend="loky")
+    parallel(delayed(_encode_chunk)(str(frames), i, i + 1, qualities) for i in range(2 * WORKERS))  # spawn, import
+    started = time.perf_counter()
+    sizes = parallel(delayed(_encode_chunk)(str(frames), s, min(s + chunk, samples), qualities)
+                     for s in range(0, samples, chunk))
+    seconds = time.perf_counter() - started
+    encodes = samples * len(qualities)
+    return {"name": "encode-only", "samples": samples, "seconds": seconds, "encodes": encodes,
+            "qualities": list(qualities), "mean_kib_per_encode": round(sum(sizes) / encodes / 1024, 1)}
+
+
+def shutdown_loky() -> None:
+    from joblib.externals.loky import get_reusable_executor
+    get_reusable_executor().shutdown(wait=True)
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+def sps(run: dict) -> float:
+    return run["samples"] / run["seconds"]
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The round with the median wall time (the middle one of an odd count), with every round's seconds attached."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    pick = dict(ordered[(len(ordered) - 1) // 2])
+    if len(runs) > 1:
+        pick["rounds_seconds"] = [round(r["seconds"], 3) for r in runs]
+        pick["median_seconds"] = statistics.median(r["seconds"] for r in runs)
+    return pick
+
+
+def table(rows: list[tuple], header: tuple) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    fmt = lambda row: "  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)  # noqa: E731
+                                for i, (x, w) in enumerate(zip(row, widths, strict=True)))
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)])
+
+
+def report(results: dict) -> str:
+    m, r = results["machine"], results["runs"]
+    lines = [f"quiltgen benchmark  {results['date']}  {m['cpus']} cores  Python {m['python']}  "
+             f"OpenCV {m['opencv']}  numpy {m['numpy']}",
+             f"input: {results['input']}; samples.repeats={results['repeats']} -> {results['samples']} samples; "
+             f"{WORKERS} worker processes; rounds={results['rounds']} (median shown)", ""]
+    rows = []
+
+    def row(label, run, seconds=None, rate=None):
+        seconds = run["seconds"] if seconds is None else seconds
+        rows.append((label, run["samples"], f"{seconds:.2f}", f"{(rate or run['samples'] / seconds):.1f}"))
+
+    row("seed-port (whole command)", r["seed_port"])
+    row("quiltgen (whole command)", r["quiltgen"])
+    row("quiltgen (own log line: run() only)", r["quiltgen"], r["quiltgen"]["own_seconds"],
+        r["quiltgen"]["own_samples_per_s"])
+    row("encode-only (ceiling, q95+q80)", r["encode_only"])
+    if "quiltgen_no_previews" in r:
+        row("quiltgen no previews (whole command)", r["quiltgen_no_previews"])
+        row("quiltgen no previews (own log line)", r["quiltgen_no_previews"],
+            r["quiltgen_no_previews"]["own_seconds"], r["quiltgen_no_previews"]["own_samples_per_s"])
+        row("encode-only (ceiling, q95 only)", r["encode_only_no_previews"])
+    lines += [table(rows, ("run", "samples", "seconds", "samples/s")), ""]
+
+    q = results["ratios"]
+    ratio_rows = [("quiltgen / seed-port (whole commands)", f"{q['quiltgen_over_seed_port']:.2f}x",
+                   "bar >= 3x, later >= 6x"),
+                  ("encode-only / quiltgen (whole command)", f"{q['encode_only_over_quiltgen']:.2f}x", "later <= 1.3x"),
+                  ("encode-only / quiltgen (own log line)", f"{q['encode_only_over_quiltgen_own']:.2f}x", "")]
+    if "encode_only_over_quiltgen_no_previews" in q:
+        ratio_rows += [("quiltgen no previews / seed-port", f"{q['quiltgen_no_previews_over_seed_port']:.2f}x",
+                        "not like for like: seed-port writes previews"),
+                       ("encode-only / quiltgen, no previews",
+                        f"{q['encode_only_over_quiltgen_no_previews']:.2f}x", "")]
+    lines += [table(ratio_rows, ("ratio of samples/s", "value", "target")), ""]
+
+    if results.get("rss"):
+        seed = sps(r["seed_port"])
+        rss_rows = [(x["samples"], f"{x['seconds']:.1f}", f"{sps(x):.1f}", f"{sps(x) / seed:.2f}x",
+                     f"{x['peak_rss_tree_mib']:.0f}", f"{x['peak_rss_parent_mib']:.0f}",
+                     f"{x['peak_rss_worker_mib']:.0f}", x["max_child_processes"]) for x in results["rss"]]
+        lines += ["quiltgen at other sizes (whole command, previews on), peak RSS of the whole process tree:",
+                  table(rss_rows, ("samples", "seconds", "samples/s", "vs seed-port", "tree MiB", "parent MiB",
+                                   "max worker MiB", "children"))]
+        if "marginal" in results:
+            m = results["marginal"]
+            lines.append(f"between these sizes: {m['samples_per_s']:.1f} samples/s marginal "
+                         f"({m['samples_per_s'] / seed:.2f}x seed-port), about {m['fixed_seconds']:.1f} s fixed "
+                         f"cost per run (start-up, bank, worker spawn)")
+        lines.append("")
+    elif results.get("rss_note"):
+        lines += [f"peak RSS: {results['rss_note']}", ""]
+    lines.append(f"quiltgen command: {results['quiltgen_command']}")
+    return "\n".join(lines)
+
+
+def marginal(runs: list[dict]) -> dict | None:
+    """Throughput between the smallest and largest run (fixed start-up cost cancels out), and that fixed cost."""
+    if len(runs) < 2:
+        return None
+    small, large = min(runs, key=lambda x: x["samples"]), max(runs, key=lambda x: x["samples"])
+    extra_s, extra_n = large["seconds"] - small["seconds"], large["samples"] - small["samples"]
+    if extra_s <= 0 or extra_n <= 0:
+        return None
+    rate = extra_n / extra_s
+    return {"samples_per_s": round(rate, 2), "fixed_seconds": round(small["seconds"] - small["samples"] / rate, 2)}
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+def parse_sizes(text: str) -> list[int]:
+    if text.strip().lower() in ("", "none", "0"):
+        return []
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--repeats", type=int, default=3,
+                   help="samples.repeats / seed-port --times; samples = 72 x repeats (default 3 -> 216)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="measure seed-port, quiltgen and encode-only this many times, interleaved; report the median\n"
+                        "(of an even count, the faster middle one)")
+    p.add_argument("--no-previews", action="store_true",
+                   help="also run quiltgen with output.previews=false and encode-only with one encode per sample")
+    p.add_argument("--rss-sizes", default="500,5000",
+                   help="sample counts for the peak-RSS runs, comma-separated; 'none' skips them (default 500,5000)")
+    p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
+    p.add_argument("--shared", help="folder holding bench/seed_port.py and bench/make_seed_layout.py "
+                                    "(default: $QUILTGEN_SHARED, else <repo>/../shared)")
+    p.add_argument("--workdir", help="folder in which to make the run's work folder (default: the system temp dir); "
+                                     "the input set and every output go there and are removed after")
+    p.add_argument("--keep", action="store_true", help="keep the work folder (logs of every command)")
+    args = p.parse_args(argv)
+    if args.repeats < 1 or args.rounds < 1:
+        p.error("--repeats and --rounds must be >= 1")
+    rss_sizes = parse_sizes(args.rss_sizes)
+    json_path = Path(args.json).resolve() if args.json else None
+    shared = find_shared(args.shared)
+    env = subprocess_env()
+
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    # Always a fresh folder of our own (inside --workdir when given): it is the only thing removed at the end.
+    work = Path(tempfile.mkdtemp(prefix="quiltgen-bench-", dir=args.workdir)).resolve()
+    say = lambda msg: print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        layout = work / "input"
+        subprocess.run([sys.executable, str(shared / "bench" / "make_seed_layout.py"), str(layout)], check=True,
+                       env=env)
+        classes = sorted(d.name for d in (layout / "photo").iterdir() if d.is_dir())
+        photos = sum(len(list((layout / "photo" / c).iterdir())) for c in classes)
+        backs = len(list((layout / "back").iterdir()))
+        samples = photos * backs * args.repeats
+        # Untimed warm-up: the first import of cv2/hydra/joblib from a cold disk cache is not what we measure.
+        subprocess.run([sys.executable, "-c", "import cv2, joblib, hydra, pipeline.app"], check=True, env=env)
+        probe = subprocess.run([sys.executable, "-c", "import pipeline; print(pipeline.__file__)"], check=True,
+                               env=env, capture_output=True, text=True)
+        say(f"pipeline from {Path(probe.stdout.strip()).parent}; shared from {shared}; work in {work}")
+
+        quilt_args = [f"samples.repeats={args.repeats}"]
+        rounds: dict[str, list[dict]] = {"seed_port": [], "quiltgen": [], "encode_only": []}
+        frames = work / "frames.npy"
+        for n in range(args.rounds):
+            say(f"round {n + 1}/{args.rounds}: seed-port, {samples} samples")
+            rounds["seed_port"].append(run_seed_port(shared, layout, work, args.repeats, samples, env))
+            say(f"round {n + 1}/{args.rounds}: quiltgen, {samples} samples")
+            rounds["quiltgen"].append(run_quiltgen(layout, work, "previews", quilt_args, samples, env,
+                                                   keep_frames=0 if n else 8))
+            say(f"round {n + 1}/{args.rounds}: encode-only, {samples} x (q95 + q80)")
+            rounds["encode_only"].append(run_encode_only(frames, samples, (95, 80)))
+        if args.no_previews:
+            rounds["quiltgen_no_previews"], rounds["encode_only_no_previews"] = [], []
+            for n in range(args.rounds):
+                say(f"round {n + 1}/{args.rounds}: quiltgen output.previews=false, then encode-only q95")
+                rounds["quiltgen_no_previews"].append(run_quiltgen(
+                    layout, work, "no-previews", [*quilt_args, "output.previews=false"], samples, env))
+                rounds["encode_only_no_previews"].append(run_encode_only(frames, samples, (95,)))
+        shutdown_loky()  # idle bench-side workers must not sit beside the RSS runs
+        runs = {k: median_run(v) for k, v in rounds.items()}
+
+        rss, rss_note = [], None
+        if rss_sizes:
+            try:
+                import psutil  # noqa: F401
+            except ImportError:
+                rss_note = f"skipped: psutil is not installed in {sys.executable}'s environment"
+                say(rss_note)
+                rss_sizes = []
+        for size in rss_sizes:
+            per_class = math.ceil(size / len(classes))
+            say(f"peak RSS: quiltgen samples.per_class={per_class} ({per_class * len(classes)} samples)")
+            run = run_quiltgen(layout, work, f"rss-{size}", [f"samples.per_class={per_class}"],
+                               per_class * len(classes), env, poll_rss=True)
+            rss.append(run)
+
+        ratios = {"quiltgen_over_seed_port": sps(runs["quiltgen"]) / sps(runs["seed_port"]),
+                  "encode_only_over_quiltgen": sps(runs["encode_only"]) / sps(runs["quiltgen"]),
+                  "encode_only_over_quiltgen_own": sps(runs["encode_only"]) / runs["quiltgen"]["own_samples_per_s"]}
+        if args.no_previews:
+            ratios["quiltgen_no_previews_over_seed_port"] = sps(runs["quiltgen_no_previews"]) / sps(runs["seed_port"])
+            ratios["encode_only_over_quiltgen_no_previews"] = (sps(runs["encode_only_no_previews"])
+                                                               / sps(runs["quiltgen_no_previews"]))
+        results = {
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
+                        "python": platform.python_version(), "opencv": cv2.__version__, "numpy": np.__version__,
+                        "joblib": joblib.__version__},
+            "input": f"{len(classes)} classes x {photos // len(classes)} photos x {backs} backgrounds, 1920x1080",
+            "repeats": args.repeats, "samples": samples, "rounds": args.rounds, "workers": WORKERS,
+            "runs": runs, "ratios": ratios, "rss": rss, "rss_note": rss_note,
+            **({"marginal": m} if (m := marginal(rss)) else {}),
+            "quiltgen_command": " ".join(runs["quiltgen"]["command"]),
+        }
+        for run in [*runs.values(), *rss]:
+            run["samples_per_s"] = round(sps(run), 2)
+            run["seconds"] = round(run["seconds"], 3)
+        print(report(results))
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+            say(f"results written to {json_path}")
+    finally:
+        if args.keep:
+            say(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
