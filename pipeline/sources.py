@@ -119,18 +119,35 @@ def fit_background(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
-def check_fits(obj: np.ndarray, source: ObjectSource, augment: dict, quilt: dict, min_box_size: int) -> None:
-    """Fail early for an object that can never fit the canvas or never reach the minimum box size."""
-    h, w = obj.shape[:2]
-    smallest = augment["scale"]["min"] if augment["scale"]["enabled"] else 1.0
-    largest = augment["scale"]["max"] if augment["scale"]["enabled"] else 1.0
-    if w * smallest > quilt["width"] or h * smallest > quilt["height"]:
-        raise InputError(f"{source.photo}: object is {w}x{h} px, which at the smallest scale "
-                         f"({smallest}) does not fit the {quilt['width']}x{quilt['height']} canvas; "
+def sheared_extents(mask: np.ndarray, shears: np.ndarray) -> tuple[np.ndarray, int]:
+    """Widths of the mask's tight box under each horizontal shear, and its (unchanged) height."""
+    hull = cv2.convexHull(cv2.findNonZero(mask)).reshape(-1, 2).astype(np.float64)
+    xs = hull[:, 0][None, :] + shears[:, None] * hull[:, 1][None, :]
+    return xs.max(axis=1) - xs.min(axis=1) + 1, int(np.ptp(hull[:, 1])) + 1
+
+
+def check_fits(obj: np.ndarray, source: ObjectSource, augment: dict, quilt: dict, compose: dict) -> None:
+    """Fail early for an object that no allowed draw can place: too big, too small, or never the right aspect."""
+    scale, shear, aspect = augment["scale"], augment["shear"], compose["aspect"]
+    smallest, largest = (scale["min"], scale["max"]) if scale["enabled"] else (1.0, 1.0)
+    shears = np.linspace(shear["min"], shear["max"], 41) if shear["enabled"] else np.zeros(1)
+    widths, height = sheared_extents(obj[:, :, 3], shears)
+    narrowest = float(widths.min())
+    if narrowest * smallest > quilt["width"] or height * smallest > quilt["height"]:
+        raise InputError(f"{source.photo}: object is at least {narrowest:.0f}x{height} px (sheared as allowed), "
+                         f"which at the smallest scale ({smallest}) does not fit the "
+                         f"{quilt['width']}x{quilt['height']} canvas; "
                          f"lower augment.scale.min or enlarge quilt.width/quilt.height")
-    if max(w, h) * largest < min_box_size:
-        raise InputError(f"{source.photo}: object is {w}x{h} px, below compose.min_box_size={min_box_size} "
-                         f"even at the largest scale ({largest}); raise augment.scale.max or lower the minimum")
+    if max(widths.max(), height) * largest < compose["min_box_size"]:
+        raise InputError(f"{source.photo}: object is {obj.shape[1]}x{obj.shape[0]} px, below "
+                         f"compose.min_box_size={compose['min_box_size']} even at the largest scale ({largest}); "
+                         f"raise augment.scale.max or lower the minimum")
+    ratios = widths / height
+    slack = 0.05  # interpolation moves edges by a pixel or so
+    if not ((ratios >= aspect["min"] * (1 - slack)) & (ratios <= aspect["max"] * (1 + slack))).any():
+        raise InputError(f"{source.photo}: box aspect (w/h) is {ratios.min():.2f}-{ratios.max():.2f} for every "
+                         f"allowed shear, never inside compose.aspect [{aspect['min']}, {aspect['max']}]; "
+                         f"widen compose.aspect or change augment.shear")
 
 
 def _save(bank_dir: Path, name: str, array: np.ndarray) -> str:
@@ -164,7 +181,7 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
                                 load_object, source, inp["mask_threshold"])
             if obj is None:
                 continue
-            check_fits(obj, source, settings["augment"], quilt, settings["compose"]["min_box_size"])
+            check_fits(obj, source, settings["augment"], quilt, settings["compose"])
             objects.append({
                 "file": _save(bank_dir, f"object_{class_idx:04d}_{len(objects):05d}", obj),
                 "photo": source.photo.relative_to(root).as_posix(),
