@@ -43,18 +43,23 @@ def sample_tiles(rng: np.random.Generator, grid: Sequence[Rect], background_size
     return tiles
 
 
-def render(width: int, height: int, tiles: Sequence[dict], backgrounds: Sequence[np.ndarray]) -> np.ndarray:
-    """Paint every tile's window, resized to its cell, onto a new BGR canvas."""
+def render(width: int, height: int, tiles: Sequence[dict], backgrounds: Sequence[np.ndarray],
+           lut: np.ndarray | None = None) -> np.ndarray:
+    """Paint every tile's window, resized to its cell, onto a new BGR canvas.
+
+    ``lut`` (a 256-entry table, e.g. brightness) is applied on the way in: one pass instead of two.
+    """
     canvas = np.empty((height, width, 3), np.uint8)
     for tile in tiles:
         sx, sy, sw, sh = tile["src"]
         x0, y0, x1, y1 = tile["dst"]
         window = backgrounds[tile["background"]][sy:sy + sh, sx:sx + sw]
         size = (x1 - x0, y1 - y0)
-        if (sw, sh) == size:
+        if (sw, sh) != size:
+            shrinking = sw > size[0] or sh > size[1]
+            window = cv2.resize(window, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        if lut is None:
             canvas[y0:y1, x0:x1] = window
         else:
-            shrinking = sw > size[0] or sh > size[1]
-            interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-            canvas[y0:y1, x0:x1] = cv2.resize(window, size, interpolation=interp)
+            cv2.LUT(np.ascontiguousarray(window), lut, dst=canvas[y0:y1, x0:x1])
     return canvas

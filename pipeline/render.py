@@ -82,8 +82,7 @@ def render_sample(class_bank: dict, bank: dict, settings: dict, class_idx: int, 
     tiles = quilt.sample_tiles(rng, grid, [b["size"] for b in backgrounds], zoom, first_bg)
     background_params = augment.sample_background_params(rng, settings["augment"])
     images = {t["background"]: bank_array(backgrounds[t["background"]]["file"]) for t in tiles}
-    canvas = quilt.render(width, height, tiles, images)
-    canvas = augment.adjust_brightness(canvas, background_params["brightness"])
+    canvas = quilt.render(width, height, tiles, images, augment.brightness_lut(background_params["brightness"]))
     compose.paste(canvas, obj_img, obj_mask, x, y)
     box = compose.mask_box(obj_mask, x, y)
 
@@ -93,7 +92,7 @@ def render_sample(class_bank: dict, bank: dict, settings: dict, class_idx: int, 
     writers.atomic_write(out_dir / paths["image"], writers.encode_jpeg(canvas, out["jpeg_quality"]))
     if out["previews"]:
         paths["preview"] = f"previews/{name}/{stem}.jpg"
-        preview = writers.draw_preview(canvas, [box], [name], out["preview_scale"])
+        preview = writers.draw_preview(canvas, [box], [name], out["preview_scale"])  # last use of canvas
         writers.atomic_write(out_dir / paths["preview"], writers.encode_jpeg(preview, out["preview_quality"]))
     if "voc" in out["formats"]:
         paths["voc"] = f"annotations/voc/{name}/{stem}.xml"

@@ -121,7 +121,7 @@ class OutputConfig:
     formats: list[str] = field(default_factory=lambda: ["voc"])
     jpeg_quality: int = 95
     previews: bool = True
-    preview_scale: float = 1.0
+    preview_scale: float = 0.5
     preview_quality: int = 80
 
     def __post_init__(self) -> None:

@@ -7,11 +7,12 @@ Layout under the input root (the original script's):
 Without photo_copy/, a 4-channel photo's alpha is its mask, else its own non-black pixels are.
 
 The bank holds each object cropped to its mask (BGR + mask as a 4th channel) and each background
-shrunk to just cover the canvas. Workers open the files read-only with ``mmap_mode="r"``.
+shrunk to just cover one quilt cell. Workers open the files read-only with ``mmap_mode="r"``.
 """
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.quilt import tile_grid
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,7 @@ def load_object(source: ObjectSource, threshold: int) -> np.ndarray:
 
 
 def fit_background(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Shrink (never enlarge) so the image still covers a width x height canvas."""
+    """Shrink (never enlarge) so the image still covers a width x height area."""
     img = img[:, :, :3]
     factor = max(width / img.shape[1], height / img.shape[0])
     if factor >= 1.0:
@@ -191,12 +193,16 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
             raise InputError(f"{root / inp['photo_dir'] / name}: class '{name}' has no usable photos left "
                              f"after skipping bad files")
         classes.append({"name": name, "objects": objects})
+    # Backgrounds only ever fill one cell, zoomed in at most zoom.max: shrink them to that once, here,
+    # so that a tile is usually a plain copy rather than a full-image resize per sample.
+    cells = tile_grid(quilt["width"], quilt["height"], quilt["rows"], quilt["cols"])
+    cover = [math.ceil(max(c[i + 2] - c[i] for c in cells) * quilt["zoom"]["max"]) for i in (0, 1)]
     backgrounds = []
     for path in catalog.backgrounds:
         img = _load_or_skip(path, inp["on_bad_file"], catalog.skipped, read_image, path)
         if img is None:
             continue
-        img = fit_background(img, quilt["width"], quilt["height"])
+        img = fit_background(img, *cover)
         backgrounds.append({
             "file": _save(bank_dir, f"background_{len(backgrounds):05d}", img),
             "source": path.relative_to(root).as_posix(),

@@ -40,12 +40,15 @@ def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
 
 def draw_preview(img: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], labels: Sequence[str],
                  scale: float) -> np.ndarray:
-    """A copy of the image, optionally shrunk, with each box outlined and its label on a filled tag."""
+    """The image, optionally shrunk, with each box outlined and its label on a filled tag.
+
+    At scale 1 this draws on ``img`` itself (no full-frame copy); pass a copy to keep the original.
+    """
     if scale != 1.0:
         size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
         preview = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
     else:
-        preview = img.copy()
+        preview = img
     font_scale = 0.5 * max(1.0, preview.shape[1] / 640)  # labels stay readable on large previews
     thickness = max(1, round(font_scale))
     for (x0, y0, x1, y1), label in zip(boxes, labels, strict=True):

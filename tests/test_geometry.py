@@ -111,3 +111,13 @@ def test_voc_uses_one_based_inclusive_pixels_and_escapes_names():
     assert obj.findtext("name") == "a&b <cls>"
     box = [int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
     assert box == [11, 21, 30, 45]  # 0-based edges [10, 30) -> 1-based pixels 11..30
+
+
+def test_brightness_applied_while_painting_equals_brightening_the_canvas():
+    rng = np.random.default_rng(5)
+    backgrounds = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for w, h in [(300, 200), (160, 90)]]
+    grid = quilt.tile_grid(320, 180, 2, 2)
+    tiles = quilt.sample_tiles(rng, grid, [(300, 200), (160, 90)], (1.0, 1.3))
+    for factor in (0.5, 1.0, 1.7):
+        fused = quilt.render(320, 180, tiles, backgrounds, augment.brightness_lut(factor))
+        assert np.array_equal(fused, augment.adjust_brightness(quilt.render(320, 180, tiles, backgrounds), factor))
