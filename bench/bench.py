@@ -5,7 +5,7 @@ One run, on one input set, with 2 worker processes everywhere:
 
   seed-port    ``shared/bench/seed_port.py --processes 2``: the original algorithm (whole command, wall clock)
   quiltgen     ``python -m pipeline ... workers.n_jobs=2`` (whole command, wall clock; plus its own samples/s)
-  encode-only  the same JPEG encodes (one 1920x1080 image at q95 + one preview at q80 per sample) on 2 loky
+  encode-only  the same JPEG encodes (one 1920x1080 image at q95 + one half-size preview at q80 per sample) on 2 loky
                workers and nothing else: the ceiling for a pipeline whose job is to write those files
   peak RSS     of quiltgen's whole process tree (parent + loky workers) at two sample counts
 
@@ -39,6 +39,7 @@ from joblib import Parallel, delayed
 
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = 2
+PREVIEW_SCALE = 0.5  # quiltgen's default output.preview_scale: the preview encode of encode-only matches it
 LOG_LINE = re.compile(r"wrote (\d+) samples of (\d+) classes in ([\d.]+) s \(([\d.]+) samples/s\)")
 SEED_LINE = re.compile(r"seed-port: (\d+) samples tried, (\d+) kept")
 
@@ -180,14 +181,26 @@ def run_quiltgen(layout: Path, work: Path, tag: str, overrides: list[str], expec
     return result
 
 
-def _encode_chunk(frames_path: str, start: int, stop: int, qualities: tuple[int, ...]) -> int:
-    """Worker side of encode-only: JPEG-encode frames start..stop at each quality; returns the bytes produced."""
+def frames_at(frames_path: str, scale: float) -> str:
+    """The decoded frames file, or its copy shrunk by ``scale`` (the preview size), made once outside any timing."""
+    if scale == 1.0:
+        return frames_path
+    path = Path(frames_path).with_name(f"frames_{scale}.npy")
+    if not path.exists():
+        full = np.load(frames_path)
+        size = (round(full.shape[2] * scale), round(full.shape[1] * scale))
+        np.save(path, np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in full]))
+    return str(path)
+
+
+def _encode_chunk(frames_path: str, start: int, stop: int, qualities: tuple[tuple[int, float], ...]) -> int:
+    """Worker side of encode-only: encode frames start..stop at each (quality, scale); returns the bytes produced."""
     cv2.setNumThreads(1)  # as quiltgen's workers
-    frames = np.load(frames_path, mmap_mode="r")  # read-only memmap, as quiltgen's bank
+    stacks = {scale: np.load(frames_at(frames_path, scale), mmap_mode="r") for _, scale in qualities}  # as the bank
     total = 0
     for i in range(start, stop):
-        frame = frames[i % len(frames)]
-        for quality in qualities:
+        for quality, scale in qualities:
+            frame = stacks[scale][i % len(stacks[scale])]
             ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
             if not ok:
                 raise RuntimeError("OpenCV failed to encode a JPEG")
@@ -195,9 +208,11 @@ def _encode_chunk(frames_path: str, start: int, stop: int, qualities: tuple[int,
     return total
 
 
-def run_encode_only(frames: Path, samples: int, qualities: tuple[int, ...]) -> dict:
+def run_encode_only(frames: Path, samples: int, qualities: tuple[tuple[int, float], ...]) -> dict:
     """``samples`` x len(qualities) encodes on 2 loky workers, chunked like quiltgen's auto plan; pool warmed first."""
     chunk = max(1, min(64, math.ceil(samples / (4 * WORKERS))))
+    for _, scale in qualities:
+        frames_at(str(frames), scale)
     parallel = Parallel(n_jobs=WORKERS, backend="loky")
     parallel(delayed(_encode_chunk)(str(frames), i, i + 1, qualities) for i in range(2 * WORKERS))  # spawn, import
     started = time.perf_counter()
@@ -206,7 +221,8 @@ def run_encode_only(frames: Path, samples: int, qualities: tuple[int, ...]) -> d
     seconds = time.perf_counter() - started
     encodes = samples * len(qualities)
     return {"name": "encode-only", "samples": samples, "seconds": seconds, "encodes": encodes,
-            "qualities": list(qualities), "mean_kib_per_encode": round(sum(sizes) / encodes / 1024, 1)}
+            "qualities_and_scales": [list(q) for q in qualities],
+            "mean_kib_per_encode": round(sum(sizes) / encodes / 1024, 1)}
 
 
 def shutdown_loky() -> None:
@@ -253,7 +269,7 @@ def report(results: dict) -> str:
     row("quiltgen (whole command)", r["quiltgen"])
     row("quiltgen (own log line: run() only)", r["quiltgen"], r["quiltgen"]["own_seconds"],
         r["quiltgen"]["own_samples_per_s"])
-    row("encode-only (ceiling, q95+q80)", r["encode_only"])
+    row(f"encode-only (ceiling, q95 + q80 at x{PREVIEW_SCALE})", r["encode_only"])
     if "quiltgen_no_previews" in r:
         row("quiltgen no previews (whole command)", r["quiltgen_no_previews"])
         row("quiltgen no previews (own log line)", r["quiltgen_no_previews"],
@@ -367,14 +383,14 @@ def main(argv: list[str] | None = None) -> int:
             rounds["quiltgen"].append(run_quiltgen(layout, work, "previews", quilt_args, samples, env,
                                                    keep_frames=0 if n else 8))
             say(f"round {n + 1}/{args.rounds}: encode-only, {samples} x (q95 + q80)")
-            rounds["encode_only"].append(run_encode_only(frames, samples, (95, 80)))
+            rounds["encode_only"].append(run_encode_only(frames, samples, ((95, 1.0), (80, PREVIEW_SCALE))))
         if args.no_previews:
             rounds["quiltgen_no_previews"], rounds["encode_only_no_previews"] = [], []
             for n in range(args.rounds):
                 say(f"round {n + 1}/{args.rounds}: quiltgen output.previews=false, then encode-only q95")
                 rounds["quiltgen_no_previews"].append(run_quiltgen(
                     layout, work, "no-previews", [*quilt_args, "output.previews=false"], samples, env))
-                rounds["encode_only_no_previews"].append(run_encode_only(frames, samples, (95,)))
+                rounds["encode_only_no_previews"].append(run_encode_only(frames, samples, ((95, 1.0),)))
         shutdown_loky()  # idle bench-side workers must not sit beside the RSS runs
         runs = {k: median_run(v) for k, v in rounds.items()}
 
