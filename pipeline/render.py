@@ -2,6 +2,7 @@
 
 Nothing here imports Hydra. Each sample draws from its own generator, addressed by
 (seed, class index, sample index), so chunking, worker count and backend never change the bytes.
+A sample: background quilt -> distractors -> labelled objects (occlusion-checked) -> noise -> files.
 """
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline import augment, compose, quilt, writers
+from pipeline import augment, blend, color, compose, quilt, writers
 from pipeline.errors import SampleError
+from pipeline.schema import BLEND_METHODS
 from pipeline.seeding import sample_rng
 
 # Read-only memmaps of the current bank, kept per worker process across tasks.
@@ -30,7 +32,7 @@ def bank_array(path: str) -> np.ndarray:
 
 
 def sample_sources(plan: dict, n_objects: int, sample_idx: int) -> tuple:
-    """(object index, pinned first background or None) for a sample.
+    """(object index, pinned first background or None) for a sample's first object.
 
     ``per_class`` unset: the original's loop, every photo x every background x repeats.
     ``per_class`` set: photos in turn, all tiles drawn at random.
@@ -41,79 +43,193 @@ def sample_sources(plan: dict, n_objects: int, sample_idx: int) -> tuple:
     return sample_idx % n_objects, None
 
 
-def draw_object(rng: np.random.Generator, obj: np.ndarray, settings: dict):
-    """Augment and place the object, re-drawing rejected draws; returns (image, mask, x, y, params, attempts)."""
-    img, mask = np.ascontiguousarray(obj[:, :, :3]), np.ascontiguousarray(obj[:, :, 3])
-    width, height = settings["quilt"]["width"], settings["quilt"]["height"]
-    max_attempts = settings["samples"]["max_attempts"]
-    reason = None
-    for attempt in range(1, max_attempts + 1):
-        params = augment.sample_object_params(rng, settings["augment"])
-        result = augment.apply_object(img, mask, params)
-        if result is None:
-            reason = f"object vanished at scale {params['scale']:.3f}"
+def transform_object(rng: np.random.Generator, source: dict, settings: dict) -> tuple:
+    """Draw and apply the object's augmentation: (image, mask, params), or (None, None, reason) if rejected."""
+    obj = bank_array(source["file"])
+    quilt_cfg = settings["quilt"]
+    params = augment.sample_object_params(rng, settings["augment"])
+    if params["area"] is not None:
+        params["scale"] = augment.area_scale(params, np.asarray(source["hull"]),
+                                             quilt_cfg["width"] * quilt_cfg["height"])
+    result = augment.apply_object(np.ascontiguousarray(obj[:, :, :3]), np.ascontiguousarray(obj[:, :, 3]), params)
+    if result is None:
+        return None, None, f"object vanished at scale {params['scale']:.3f}"
+    img, mask = result
+    reason = compose.box_rejection(mask.shape[1], mask.shape[0], settings["compose"]["aspect"],
+                                   settings["compose"]["min_box_size"])
+    return (None, None, reason) if reason else (img, mask, params)
+
+
+def paste(rng: np.random.Generator, canvas: np.ndarray, img: np.ndarray, mask: np.ndarray, x: int, y: int,
+          params: dict, blending: dict) -> dict:
+    """Colour-match (if drawn) and blend the object into the canvas; returns the blend parameters."""
+    blend_params = compose.sample_blend(rng, blending, BLEND_METHODS)
+    if params["color_match"] > 0:
+        region = blend.clip_region(x, y, mask.shape[1], mask.shape[0], canvas.shape[1], canvas.shape[0])
+        img = color.match_color(img, mask, canvas[region[0]], params["color_match"])
+    blend.blend_object(canvas, img, mask, x, y, blend_params["method"], blend_params)
+    return blend_params
+
+
+def add_object(rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray, placed: list, source: dict,
+               settings: dict) -> tuple[dict | None, str]:
+    """Draw, place (every compose rule checked on the ownership map) and paste one labelled object.
+
+    Returns (its parameters, "") or (None, the last reason) after ``samples.max_attempts`` draws.
+    """
+    comp, (height, width) = settings["compose"], owner.shape
+    reason = ""
+    for attempt in range(1, settings["samples"]["max_attempts"] + 1):
+        img, mask, params = transform_object(rng, source, settings)
+        if img is None:
+            reason = params
             continue
-        obj_img, obj_mask = result
-        h, w = obj_mask.shape
-        reason = compose.box_rejection(w, h, settings["compose"]["aspect"], settings["compose"]["min_box_size"])
-        if reason:
-            continue
-        position = compose.sample_position(rng, w, h, width, height)
+        position = compose.sample_position(rng, mask.shape[1], mask.shape[0], width, height, comp["max_truncation"])
         if position is None:
-            reason = f"object {w}x{h} does not fit the {width}x{height} canvas"
+            reason = f"object {mask.shape[1]}x{mask.shape[0]} does not fit the {width}x{height} canvas"
             continue
-        return obj_img, obj_mask, position[0], position[1], params, attempt
-    raise SampleError(f"no valid draw in samples.max_attempts={max_attempts} attempts (last: {reason}); "
-                      f"widen compose.aspect, lower compose.min_box_size or adjust augment.scale/shear")
+        reason = compose.place(owner, placed, mask, *position, comp)
+        if reason is None:
+            blend_params = paste(rng, canvas, img, mask, *position, params, comp["blending"])
+            return {"augment": params, "blend": blend_params, "attempts": attempt}, ""
+    return None, reason
 
 
-def render_sample(class_bank: dict, bank: dict, settings: dict, class_idx: int, sample_idx: int,
-                  out_dir: Path) -> dict:
-    plan, out = settings["plan"], settings["output"]
-    width, height = settings["quilt"]["width"], settings["quilt"]["height"]
-    rng = sample_rng(settings["seed"], class_idx, sample_idx)
-    obj_idx, first_bg = sample_sources(plan, len(class_bank["objects"]), sample_idx)
-    source = class_bank["objects"][obj_idx]
-    obj_img, obj_mask, x, y, params, attempts = draw_object(rng, bank_array(source["file"]), settings)
+def add_distractor(rng: np.random.Generator, canvas: np.ndarray, source: dict, settings: dict) -> dict | None:
+    """Paste one unlabelled distractor anywhere it (partly) fits; None if no draw was usable."""
+    comp, (height, width) = settings["compose"], canvas.shape[:2]
+    for _ in range(settings["samples"]["max_attempts"]):
+        img, mask, params = transform_object(rng, source, settings)
+        position = None if img is None else compose.sample_position(rng, mask.shape[1], mask.shape[0], width,
+                                                                     height, comp["max_truncation"])
+        if position is not None:
+            blend_params = paste(rng, canvas, img, mask, *position, params, comp["blending"])
+            return {"photo": source["photo"], "box": list(compose.mask_box(mask, *position)), "blend": blend_params}
+    return None
 
-    backgrounds = bank["backgrounds"]
-    grid = quilt.tile_grid(width, height, settings["quilt"]["rows"], settings["quilt"]["cols"])
-    zoom = (settings["quilt"]["zoom"]["min"], settings["quilt"]["zoom"]["max"])
+
+def pick_extra_source(rng: np.random.Generator, bank: dict, class_p: list[float]) -> tuple[int, int]:
+    """(class index, object index) of an extra object: class by weight, then a photo of it uniformly."""
+    class_idx = int(rng.choice(len(class_p), p=class_p))
+    return class_idx, int(rng.integers(len(bank["classes"][class_idx]["objects"])))
+
+
+def compose_scene(rng: np.random.Generator, canvas: np.ndarray, bank: dict, settings: dict, first: tuple[int, int]
+                  ) -> tuple[list[dict], int]:
+    """Paste the sample's labelled objects; returns their records (with masks) and how many extras were dropped."""
+    comp, plan = settings["compose"], settings["plan"]
+    owner = compose.new_owner_map(canvas.shape[1], canvas.shape[0])
+    placed: list[compose.Placed] = []
+    wanted = int(rng.integers(comp["objects"]["min"], comp["objects"]["max"] + 1))
+    records, dropped = [], 0
+    for n in range(wanted):
+        class_idx, obj_idx = first if n == 0 else pick_extra_source(rng, bank, plan["class_p"])
+        source = bank["classes"][class_idx]["objects"][obj_idx]
+        drawn, reason = add_object(rng, canvas, owner, placed, source, settings)
+        if drawn is None:
+            if n < comp["objects"]["min"]:
+                raise SampleError(
+                    f"could place only {n} of compose.objects.min={comp['objects']['min']} objects "
+                    f"in samples.max_attempts={settings['samples']['max_attempts']} draws (last: {reason}); lower "
+                    f"compose.objects.min, allow more overlap (compose.max_occlusion, compose.max_iou), shrink the "
+                    f"objects (augment.scale / augment.area) or widen compose.aspect / lower compose.min_box_size")
+            dropped += 1
+            continue
+        records.append({"class_index": class_idx, "photo": source["photo"], "mask": source["mask"], **drawn})
+    for n, (record, obj) in enumerate(zip(records, placed, strict=True)):
+        record.update(box=list(obj.box), pixels=obj.visible, **{k: round(v, 4) for k, v in obj.fractions().items()})
+        record["visible_mask"] = compose.visible_mask(owner, n, obj.box)
+    return records, dropped
+
+
+def render_background(rng: np.random.Generator, bank: dict, settings: dict, first_bg: int | None
+                      ) -> tuple[np.ndarray, list[dict], dict]:
+    quilt_cfg, backgrounds = settings["quilt"], bank["backgrounds"]
+    width, height = quilt_cfg["width"], quilt_cfg["height"]
+    grid = quilt.tile_grid(width, height, quilt_cfg["rows"], quilt_cfg["cols"])
+    zoom = (quilt_cfg["zoom"]["min"], quilt_cfg["zoom"]["max"])
     tiles = quilt.sample_tiles(rng, grid, [b["size"] for b in backgrounds], zoom, first_bg)
-    background_params = augment.sample_background_params(rng, settings["augment"])
+    image_params = augment.sample_image_params(rng, settings["augment"], len(tiles))
     images = {t["background"]: bank_array(backgrounds[t["background"]]["file"]) for t in tiles}
-    canvas = quilt.render(width, height, tiles, images, augment.brightness_lut(background_params["brightness"]))
-    compose.paste(canvas, obj_img, obj_mask, x, y)
-    box = compose.mask_box(obj_mask, x, y)
+    canvas = quilt.render(width, height, tiles, images, image_params["background_brightness"],
+                          image_params["tile_gains"])
+    return canvas, tiles, image_params
 
-    name = class_bank["name"]
-    stem = f"{sample_idx:06d}"
+
+def write_files(canvas: np.ndarray, objects: list[dict], names: list[str], sample: dict, settings: dict,
+                out_dir: Path) -> dict:
+    """Image, preview, VOC file, YOLO label and link, atomically; returns their paths (relative to out_dir)."""
+    out, width, height = settings["output"], canvas.shape[1], canvas.shape[0]
+    name, stem, quality = sample["class"], sample["stem"], sample["jpeg_quality"]
     paths = {"image": f"images/{name}/{stem}.jpg"}
-    writers.atomic_write(out_dir / paths["image"], writers.encode_jpeg(canvas, out["jpeg_quality"]))
-    if out["previews"]:
-        paths["preview"] = f"previews/{name}/{stem}.jpg"
-        preview = writers.draw_preview(canvas, [box], [name], out["preview_scale"])  # last use of canvas
-        writers.atomic_write(out_dir / paths["preview"], writers.encode_jpeg(preview, out["preview_quality"]))
+    writers.atomic_write(out_dir / paths["image"], writers.encode_jpeg(canvas, quality))
     if "voc" in out["formats"]:
         paths["voc"] = f"annotations/voc/{name}/{stem}.xml"
-        xml = writers.voc_xml(f"{stem}.jpg", name, width, height, [(name, box)])
-        writers.atomic_write(out_dir / paths["voc"], xml)
+        voc_objects = [{"class": names[o["class_index"]], **o, "difficult": o["visible"] < out["difficult_below"]}
+                       for o in objects]
+        writers.atomic_write(out_dir / paths["voc"], writers.voc_xml(f"{stem}.jpg", name, width, height, voc_objects))
+    if "yolo" in out["formats"]:
+        split, flat = sample["split"], f"{name}_{stem}"
+        paths["yolo_label"] = f"yolo/labels/{split}/{flat}.txt"
+        writers.atomic_write(out_dir / paths["yolo_label"], writers.yolo_labels(objects, width, height))
+        paths["yolo_image"] = f"yolo/images/{split}/{flat}.jpg"
+        writers.link_file(out_dir / paths["image"], out_dir / paths["yolo_image"])
+    if out["previews"] and sample["index"] % out["preview_every"] == 0:
+        paths["preview"] = f"previews/{name}/{stem}.jpg"
+        preview = writers.draw_preview(canvas, [o["box"] for o in objects],  # last use of canvas: drawn in place
+                                       [names[o["class_index"]] for o in objects], out["preview_scale"])
+        writers.atomic_write(out_dir / paths["preview"], writers.encode_jpeg(preview, out["preview_quality"]))
+    return paths
 
+
+def segmentation(obj: dict, width: int, height: int, kind: str):
+    x0, y0 = obj["box"][:2]
+    if kind == "rle":
+        return writers.mask_rle(obj["visible_mask"], x0, y0, width, height)
+    return writers.mask_polygons(obj["visible_mask"], x0, y0, width, height)
+
+
+def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, split: str, out_dir: Path) -> dict:
+    class_bank, out = bank["classes"][class_idx], settings["output"]
+    names = [c["name"] for c in bank["classes"]]
+    rng = sample_rng(settings["seed"], class_idx, sample_idx)
+    obj_idx, first_bg = sample_sources(settings["plan"], len(class_bank["objects"]), sample_idx)
+
+    canvas, tiles, image_params = render_background(rng, bank, settings, first_bg)
+    distractors = []
+    n_distractors = settings["compose"]["distractors"]
+    for _ in range(int(rng.integers(n_distractors["min"], n_distractors["max"] + 1))):
+        source = bank["distractors"][int(rng.integers(len(bank["distractors"])))]
+        distractors.append(add_distractor(rng, canvas, source, settings))
+    objects, dropped = compose_scene(rng, canvas, bank, settings, (class_idx, obj_idx))
+    if image_params["noise"] > 0:
+        canvas = color.add_noise(canvas, image_params["noise"], image_params["noise_seed"])
+
+    width, height = canvas.shape[1], canvas.shape[0]
+    sample = {"class": class_bank["name"], "stem": f"{sample_idx:06d}", "index": sample_idx, "split": split,
+              "jpeg_quality": image_params["jpeg_quality"] or out["jpeg_quality"]}
+    paths = write_files(canvas, objects, names, sample, settings, Path(out_dir))
+    for obj in objects:
+        obj["class"] = names[obj["class_index"]]
+        if "coco" in out["formats"]:  # the parent moves it into the COCO file, not the manifest
+            obj["segmentation"] = segmentation(obj, width, height, out["coco_segmentation"])
+        del obj["visible_mask"]
     return {
-        "id": f"{name}/{stem}",
-        "class": name,
+        "id": f"{sample['class']}/{sample['stem']}",
+        "class": sample["class"],
         "class_index": class_idx,
         "sample_index": sample_idx,
+        "split": split,
         **paths,
         "width": width,
         "height": height,
-        "box": list(box),
-        "photo": source["photo"],
-        "mask": source["mask"],
-        "tiles": [{"background": backgrounds[t["background"]]["source"], "src": t["src"], "dst": t["dst"]}
+        "jpeg_quality": sample["jpeg_quality"],
+        "objects": objects,
+        "dropped": dropped,
+        "distractors": [d for d in distractors if d is not None],
+        "tiles": [{"background": bank["backgrounds"][t["background"]]["source"], "src": t["src"], "dst": t["dst"]}
                   for t in tiles],
-        "attempts": attempts,
-        "augment": {**params, "background_brightness": background_params["brightness"]},
+        "augment": image_params,
     }
 
 
@@ -123,9 +239,9 @@ def render_chunk(task: dict, bank: dict, settings: dict, out_dir: str) -> list[d
     class_idx = task["class_index"]
     class_bank = bank["classes"][class_idx]
     records = []
-    for sample_idx in range(task["start"], task["stop"]):
+    for sample_idx, split in zip(range(task["start"], task["stop"]), task["splits"], strict=True):
         try:
-            records.append(render_sample(class_bank, bank, settings, class_idx, sample_idx, Path(out_dir)))
+            records.append(render_sample(bank, settings, class_idx, sample_idx, split, Path(out_dir)))
         except Exception as err:  # re-raised with the sample's identity; the message is the user's clue
             obj_idx, _ = sample_sources(settings["plan"], len(class_bank["objects"]), sample_idx)
             photo = class_bank["objects"][obj_idx]["photo"]

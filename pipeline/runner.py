@@ -15,15 +15,17 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pipeline import demo, sources
+from pipeline import demo, sources, writers
 from pipeline.backends import parallel_backend
+from pipeline.errors import ConfigError
 from pipeline.render import render_chunk
 from pipeline.schema import QuiltgenConfig
-from pipeline.writers import ManifestWriter
+from pipeline.seeding import split_rng
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +49,40 @@ def class_sample_counts(bank: dict, samples: dict) -> list[int]:
     return [len(c["objects"]) * n_bg * samples["repeats"] for c in bank["classes"]]
 
 
-def plan_tasks(counts: list[int], n_workers: int, chunk_size: int | None) -> list[dict]:
+def split_sizes(count: int, splits: dict[str, float]) -> dict[str, int]:
+    """Exact split sizes summing to ``count``: floors first, leftovers to the largest remainders."""
+    exact = {name: fraction * count for name, fraction in splits.items() if fraction > 0}
+    sizes = {name: math.floor(value) for name, value in exact.items()}
+    by_remainder = sorted(exact, key=lambda name: sizes[name] - exact[name])  # stable: config order on ties
+    for name in by_remainder[:count - sum(sizes.values())]:
+        sizes[name] += 1
+    return sizes
+
+
+def assign_splits(seed: int, class_idx: int, count: int, splits: dict[str, float]) -> list[str]:
+    """Split name of each of a class's samples: exact sizes, shuffled by the class's own generator."""
+    sizes = split_sizes(count, splits)
+    names = np.repeat(list(sizes), list(sizes.values()))
+    return names[split_rng(seed, class_idx).permutation(count)].tolist()
+
+
+def class_probabilities(names: list[str], weights: dict[str, float]) -> list[float]:
+    """Draw probabilities of the classes for extra objects: ``compose.class_weights``, 1 for classes not listed."""
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ConfigError(f"compose.class_weights.{unknown[0]}: no such class; the classes are {names}")
+    raw = np.array([weights.get(name, 1.0) for name in names], np.float64)
+    if raw.sum() <= 0:
+        raise ConfigError("compose.class_weights: every class has weight 0; give at least one a positive weight")
+    return (raw / raw.sum()).tolist()
+
+
+def plan_tasks(counts: list[int], n_workers: int, chunk_size: int | None, splits: list[list[str]]) -> list[dict]:
     """Split every class's sample range into chunks; auto size aims at >= 4 tasks per worker."""
     if chunk_size is None:
         chunk_size = max(1, min(64, math.ceil(sum(counts) / (4 * n_workers))))
-    return [{"class_index": c, "start": start, "stop": min(start + chunk_size, count)}
+    return [{"class_index": c, "start": start, "stop": min(start + chunk_size, count),
+             "splits": splits[c][start:start + chunk_size]}
             for c, count in enumerate(counts) for start in range(0, count, chunk_size)]
 
 
@@ -76,16 +107,22 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
     settings = dataclasses.asdict(cfg)  # plain dicts all the way down: this is what workers receive
     root = resolve_input_root(settings)
     inp = settings["input"]
-    catalog = sources.scan(root, inp["photo_dir"], inp["mask_dir"], inp["background_dir"])
+    catalog = sources.scan(root, inp["photo_dir"], inp["mask_dir"], inp["background_dir"], inp["distractor_dir"])
+    for name in catalog.classes:
+        log.info("class %-16s found %s", name, catalog.describe(name))
+    log.info("found %d backgrounds, %d distractors", len(catalog.backgrounds), len(catalog.distractors))
+    names = catalog.classes
+    settings["plan"] = {"per_class": settings["samples"]["per_class"], "repeats": settings["samples"]["repeats"],
+                        "class_p": class_probabilities(names, settings["compose"]["class_weights"])}
     bank_dir = out_dir / f".bank-{uuid.uuid4().hex[:8]}"
     try:
         bank = sources.build_bank(catalog, bank_dir, settings)
         counts = class_sample_counts(bank, settings["samples"])
         for cls, count in zip(bank["classes"], counts, strict=True):
-            log.info("class %-16s %3d photos -> %d samples", cls["name"], len(cls["objects"]), count)
-        log.info("%d backgrounds, %d files skipped", len(bank["backgrounds"]), len(catalog.skipped))
-        settings["plan"] = {"per_class": settings["samples"]["per_class"], "repeats": settings["samples"]["repeats"],
-                            "n_backgrounds": len(bank["backgrounds"])}
+            log.info("class %-16s %3d usable photos -> %d samples", cls["name"], len(cls["objects"]), count)
+        if catalog.skipped:
+            log.warning("%d files skipped (input.on_bad_file=skip)", len(catalog.skipped))
+        settings["plan"]["n_backgrounds"] = len(bank["backgrounds"])
         total = _generate(bank, settings, counts, out_dir)
     finally:
         shutil.rmtree(bank_dir, ignore_errors=True)
@@ -97,14 +134,70 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
     return summary
 
 
+class DatasetWriters:
+    """Parent-side files: the manifest and one COCO file per split, streamed and committed together at the end."""
+
+    def __init__(self, out_dir: Path, bank: dict, settings: dict):
+        self.out_dir, self.formats = out_dir, settings["output"]["formats"]
+        self.splits = [name for name, fraction in settings["output"]["splits"].items() if fraction > 0]
+        self.names = [c["name"] for c in bank["classes"]]
+        self.manifest = writers.ManifestWriter(out_dir / "manifest.jsonl")
+        self.coco, self.image_id, self.annotation_id = {}, 0, 0
+        if "coco" in self.formats:
+            categories = [{"id": i + 1, "name": name, "supercategory": "object"} for i, name in enumerate(self.names)]
+            info = {"description": "quiltgen synthetic dataset; file_name is relative to this run's folder",
+                    "seed": settings["seed"]}
+            self.coco = {split: writers.CocoWriter(out_dir / "annotations" / f"coco_{split}.json", categories, info)
+                         for split in self.splits}
+        if "yolo" in self.formats:
+            for kind in ("images", "labels"):
+                for split in self.splits:
+                    (out_dir / "yolo" / kind / split).mkdir(parents=True, exist_ok=True)
+
+    def add(self, record: dict) -> None:
+        self.image_id += 1
+        annotations = []
+        for obj in record["objects"]:
+            segmentation = obj.pop("segmentation", None)
+            if "coco" not in self.formats:
+                continue
+            self.annotation_id += 1
+            x0, y0, x1, y1 = obj["box"]
+            annotations.append({
+                "id": self.annotation_id, "image_id": self.image_id, "category_id": obj["class_index"] + 1,
+                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": obj["pixels"], "iscrowd": 0,
+                "segmentation": segmentation, "visible_fraction": obj["visible"],
+                "truncated_fraction": obj["truncated"], "occluded_fraction": obj["occluded"],
+            })
+        if "coco" in self.formats:
+            image = {"id": self.image_id, "file_name": record["image"], "width": record["width"],
+                     "height": record["height"]}
+            self.coco[record["split"]].add(image, annotations)
+        self.manifest.write(record)
+
+    def commit(self) -> None:
+        if "yolo" in self.formats:
+            data = writers.yolo_data_yaml(self.splits, self.names)
+            writers.atomic_write(self.out_dir / "yolo" / "data.yaml", data)
+        for coco in self.coco.values():
+            coco.commit()
+        self.manifest.commit()  # last: a manifest means the whole run finished
+
+    def discard(self) -> None:
+        for coco in self.coco.values():
+            coco.discard()
+        self.manifest.discard()
+
+
 def _generate(bank: dict, settings: dict, counts: list[int], out_dir: Path) -> int:
-    workers = settings["workers"]
+    workers, out = settings["workers"], settings["output"]
+    splits = [assign_splits(settings["seed"], c, count, out["splits"]) for c, count in enumerate(counts)]
     with parallel_backend(workers) as n_workers:
-        tasks = plan_tasks(counts, n_workers, workers["chunk_size"])
+        tasks = plan_tasks(counts, n_workers, workers["chunk_size"], splits)
         log.info("%d samples in %d tasks on %d %s workers", sum(counts), len(tasks), n_workers, workers["backend"])
         for name in OUTPUT_DIRS:
             (out_dir / name).mkdir(parents=True, exist_ok=True)
-        manifest = ManifestWriter(out_dir / "manifest.jsonl")
+        dataset = DatasetWriters(out_dir, bank, settings)
         jobs = (delayed(_indexed)(i, task, bank, settings, str(out_dir)) for i, task in enumerate(tasks))
         written = 0
         try:
@@ -113,12 +206,12 @@ def _generate(bank: dict, settings: dict, counts: list[int], out_dir: Path) -> i
                 stream = Parallel(return_as="generator_unordered", batch_size=1)(jobs)
                 for _, records in in_order(_ticking(stream, bar)):
                     for record in records:
-                        manifest.write(record)
+                        dataset.add(record)
                     written += len(records)
         except BaseException:
-            manifest.discard()
+            dataset.discard()
             raise
-        manifest.commit()
+        dataset.commit()
     return written
 
 

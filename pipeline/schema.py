@@ -44,11 +44,20 @@ class RangeConfig(Interval):
 
 
 @dataclass
+class Count:
+    """An integer range [min, max]; one value is drawn uniformly per image."""
+
+    min: int = 0
+    max: int = 0
+
+
+@dataclass
 class InputConfig:
     root: str | None = None
     photo_dir: str = "photo"
     mask_dir: str = "photo_copy"
     background_dir: str = "back"
+    distractor_dir: str | None = None
     mask_threshold: int = 8
     on_bad_file: str = "error"
     cache_dir: str | None = None
@@ -84,20 +93,53 @@ class BlurConfig:
 
 
 @dataclass
+class FlipConfig:
+    """Probability of a horizontal / vertical mirror of the object."""
+
+    enabled: bool = True
+    horizontal: float = 0.5
+    vertical: float = 0.0
+
+
+# (key, lower bound, upper bound) of every uniform range in AugmentConfig; None = unbounded.
+AUGMENT_RANGES = (
+    ("object_brightness", 0.0, None), ("background_brightness", 0.0, None), ("tile_jitter", 0.0, None),
+    ("scale", None, None), ("area", None, 1.0), ("shear", -1.0, 1.0), ("rotation", -180.0, 180.0),
+    ("hue", -180.0, 180.0), ("saturation", 0.0, None), ("erode", 0.0, None), ("color_match", 0.0, 1.0),
+    ("noise", 0.0, None), ("jpeg_quality", 1.0, 100.0),
+)
+
+
+@dataclass
 class AugmentConfig:
     object_brightness: RangeConfig = field(default_factory=lambda: RangeConfig(0.5, 1.5))
     background_brightness: RangeConfig = field(default_factory=lambda: RangeConfig(0.5, 1.5))
+    tile_jitter: RangeConfig = field(default_factory=lambda: RangeConfig(0.9, 1.1))
     blur: BlurConfig = field(default_factory=BlurConfig)
     scale: RangeConfig = field(default_factory=lambda: RangeConfig(0.5, 2.0))
+    area: RangeConfig = field(default_factory=lambda: RangeConfig(0.005, 0.1, enabled=False))
     shear: RangeConfig = field(default_factory=lambda: RangeConfig(-0.3, 0.3))
+    rotation: RangeConfig = field(default_factory=lambda: RangeConfig(-15.0, 15.0))
+    flip: FlipConfig = field(default_factory=FlipConfig)
+    hue: RangeConfig = field(default_factory=lambda: RangeConfig(-10.0, 10.0))
+    saturation: RangeConfig = field(default_factory=lambda: RangeConfig(0.8, 1.2))
+    erode: RangeConfig = field(default_factory=lambda: RangeConfig(0.0, 1.0))
+    color_match: RangeConfig = field(default_factory=lambda: RangeConfig(0.0, 0.5, enabled=False))
+    noise: RangeConfig = field(default_factory=lambda: RangeConfig(0.0, 4.0, enabled=False))
+    jpeg_quality: RangeConfig = field(default_factory=lambda: RangeConfig(75.0, 95.0, enabled=False))
 
     def __post_init__(self) -> None:
-        _check_min_max("augment.object_brightness", self.object_brightness.min, self.object_brightness.max, lower=0.0)
-        _check_min_max("augment.background_brightness", self.background_brightness.min,
-                       self.background_brightness.max, lower=0.0)
-        _check_min_max("augment.scale", self.scale.min, self.scale.max)
+        for key, lower, upper in AUGMENT_RANGES:
+            spec = getattr(self, key)
+            _check_min_max(f"augment.{key}", spec.min, spec.max, lower=lower, upper=upper)
         _check(self.scale.min > 0, "augment.scale.min", f"must be > 0, got {self.scale.min}")
-        _check_min_max("augment.shear", self.shear.min, self.shear.max, lower=-1.0, upper=1.0)
+        _check(self.area.min > 0, "augment.area.min", f"must be > 0, got {self.area.min}")
+        _check(not (self.scale.enabled and self.area.enabled), "augment.scale/augment.area",
+               "both are enabled; size objects either relative to the cut-out (scale) or to the canvas (area): "
+               "set augment.scale.enabled=false or augment.area.enabled=false")
+        for key in ("horizontal", "vertical"):
+            value = getattr(self.flip, key)
+            _check(0 <= value <= 1, f"augment.flip.{key}", f"must be a probability in [0, 1], got {value}")
         sizes = list(self.blur.kernel_sizes)
         _check(len(sizes) > 0, "augment.blur.kernel_sizes", "must list at least one kernel size")
         for k in sizes:
@@ -105,29 +147,90 @@ class AugmentConfig:
                    f"kernel sizes must be positive odd integers, got {k}")
 
 
+BLEND_METHODS = ("hard", "feather", "poisson", "motion")
+
+
 @dataclass
-class ComposeConfig:
-    aspect: Interval = field(default_factory=lambda: Interval(0.2, 2.0))
-    min_box_size: int = 8
+class BlendingConfig:
+    """Relative weights of the blending methods (one is drawn per object) and their settings."""
+
+    hard: float = 0.45
+    feather: float = 0.4
+    poisson: float = 0.05
+    motion: float = 0.1
+    feather_radius: Interval = field(default_factory=lambda: Interval(1.0, 3.0))
+    motion_length: Interval = field(default_factory=lambda: Interval(3.0, 15.0))
 
     def __post_init__(self) -> None:
+        for name in BLEND_METHODS:
+            value = getattr(self, name)
+            _check(value >= 0, f"compose.blending.{name}", f"weight must be >= 0, got {value}")
+        _check(sum(getattr(self, name) for name in BLEND_METHODS) > 0, "compose.blending",
+               f"all weights are 0; give at least one of {list(BLEND_METHODS)} a positive weight")
+        _check_min_max("compose.blending.feather_radius", self.feather_radius.min, self.feather_radius.max, lower=0)
+        _check_min_max("compose.blending.motion_length", self.motion_length.min, self.motion_length.max, lower=1)
+
+
+MAX_OBJECTS = 250  # object ids share a uint8 ownership map with the background (0)
+
+
+@dataclass
+class ComposeConfig:
+    objects: Count = field(default_factory=lambda: Count(1, 3))
+    class_weights: dict[str, float] = field(default_factory=dict)
+    max_occlusion: float = 0.5
+    max_iou: float = 0.5
+    max_truncation: float = 0.25
+    aspect: Interval = field(default_factory=lambda: Interval(0.2, 2.0))
+    min_box_size: int = 8
+    blending: BlendingConfig = field(default_factory=BlendingConfig)
+    distractors: Count = field(default_factory=lambda: Count(0, 0))
+
+    def __post_init__(self) -> None:
+        _check_min_max("compose.objects", self.objects.min, self.objects.max, lower=1, upper=MAX_OBJECTS)
+        _check_min_max("compose.distractors", self.distractors.min, self.distractors.max, lower=0, upper=MAX_OBJECTS)
+        for name, weight in self.class_weights.items():
+            _check(weight >= 0, f"compose.class_weights.{name}", f"must be >= 0, got {weight}")
+        for key in ("max_occlusion", "max_truncation"):
+            value = getattr(self, key)
+            _check(0 <= value < 1, f"compose.{key}", f"must be in [0, 1), got {value}")
+        _check(0 < self.max_iou <= 1, "compose.max_iou", f"must be in (0, 1], got {self.max_iou}")
         _check_min_max("compose.aspect", self.aspect.min, self.aspect.max)
         _check(self.aspect.min > 0, "compose.aspect.min", f"must be > 0, got {self.aspect.min}")
         _check(self.min_box_size >= 1, "compose.min_box_size", f"must be >= 1, got {self.min_box_size}")
 
 
+FORMATS = ("voc", "coco", "yolo")
+
+
 @dataclass
 class OutputConfig:
-    formats: list[str] = field(default_factory=lambda: ["voc"])
+    formats: list[str] = field(default_factory=lambda: list(FORMATS))
+    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.2})
+    coco_segmentation: str = "polygon"
+    difficult_below: float = 0.25
     jpeg_quality: int = 95
     previews: bool = True
+    preview_every: int = 1
     preview_scale: float = 0.5
     preview_quality: int = 80
 
     def __post_init__(self) -> None:
-        known = ("voc",)
         for name in self.formats:
-            _check(name in known, "output.formats", f"unknown format {name!r}; known: {list(known)}")
+            _check(name in FORMATS, "output.formats", f"unknown format {name!r}; known: {list(FORMATS)}")
+        _check(len(set(self.formats)) == len(self.formats), "output.formats", f"lists a format twice: {self.formats}")
+        for name, fraction in self.splits.items():
+            _check(name.isidentifier(), f"output.splits.{name}", "split names must be plain words like train, val")
+            _check(fraction >= 0, f"output.splits.{name}", f"must be >= 0, got {fraction}")
+        total = sum(self.splits.values())
+        _check(abs(total - 1) < 1e-6, "output.splits",
+               f"fractions must sum to 1, got {total:g} ({dict(self.splits)}); Hydra merges a dict override into "
+               f"the default, so drop a split by setting it to 0, e.g. output.splits.val=0 output.splits.train=1")
+        _check(self.coco_segmentation in ("polygon", "rle"), "output.coco_segmentation",
+               f"must be 'polygon' or 'rle', got {self.coco_segmentation!r}")
+        _check(0 <= self.difficult_below <= 1, "output.difficult_below",
+               f"must be in [0, 1], got {self.difficult_below}")
+        _check(self.preview_every >= 1, "output.preview_every", f"must be >= 1, got {self.preview_every}")
         for key in ("jpeg_quality", "preview_quality"):
             value = getattr(self, key)
             _check(1 <= value <= 100, f"output.{key}", f"must be in [1, 100], got {value}")
@@ -173,6 +276,11 @@ class QuiltgenConfig:
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.compose.distractors.max == 0 or self.input.distractor_dir is not None, "compose.distractors",
+               f"max={self.compose.distractors.max} but input.distractor_dir is unset; "
+               f"point input.distractor_dir at a folder of distractor cut-outs or set compose.distractors.max=0")
 
 
 GROUP_SCHEMAS = {

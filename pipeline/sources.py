@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.augment import hull_extents, linear_part
 from pipeline.errors import InputError
 from pipeline.quilt import tile_grid
 
@@ -38,15 +39,24 @@ class Catalog:
     classes: list[str]
     objects: dict[str, list[ObjectSource]]
     backgrounds: list[Path]
+    distractors: list[ObjectSource] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+
+    def describe(self, name: str) -> str:
+        """What was found for a class, e.g. '3 photos, 3 masks in photo_copy/' or '4 cut-outs (alpha or non-black)'."""
+        sources = self.objects[name]
+        if sources and sources[0].mask is not None:
+            return f"{len(sources)} photos, {len(sources)} masks in {sources[0].mask.parent.parent.name}/"
+        return f"{len(sources)} cut-outs (alpha = mask, else non-black pixels)"
 
 
 def _visible_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def scan(root: Path, photo_dir: str, mask_dir: str, background_dir: str) -> Catalog:
-    """List classes, photos, masks and backgrounds; check the folder structure (no decoding yet)."""
+def scan(root: Path, photo_dir: str, mask_dir: str, background_dir: str, distractor_dir: str | None = None
+         ) -> Catalog:
+    """List classes, photos, masks, backgrounds and distractors; check the folder structure (no decoding yet)."""
     if not root.is_dir():
         raise InputError(f"input.root: {root} is not a folder; point input.root at a folder holding "
                          f"{photo_dir}/<class>/ and {background_dir}/, or leave it unset for the demo set")
@@ -69,7 +79,16 @@ def scan(root: Path, photo_dir: str, mask_dir: str, background_dir: str) -> Cata
     backgrounds = _visible_files(backs) if backs.is_dir() else []
     if not backgrounds:
         raise InputError(f"{backs}: no background images; add some or set input.background_dir")
-    return Catalog(root, classes, objects, backgrounds)
+    distractors = []
+    if distractor_dir is not None:
+        folder = root / distractor_dir  # an absolute distractor_dir stays as it is
+        if not folder.is_dir():
+            raise InputError(f"input.distractor_dir: {folder} is not a folder; create it with distractor cut-outs "
+                             f"(RGBA PNGs or objects on black) or set input.distractor_dir=null")
+        distractors = [ObjectSource(f, None) for f in _visible_files(folder)]
+        if not distractors:
+            raise InputError(f"{folder}: no distractor images in input.distractor_dir; add some or unset it")
+    return Catalog(root, classes, objects, backgrounds, distractors)
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
@@ -99,6 +118,9 @@ def load_object(source: ObjectSource, threshold: int) -> np.ndarray:
         mask = mask_img.max(axis=2) > threshold
     elif photo.shape[2] == 4:
         mask = photo[:, :, 3] > threshold
+        if not mask.any():
+            raise InputError(f"{source.photo}: RGBA cut-out with an empty alpha channel (fully transparent); "
+                             f"export the cut-out with its alpha, or remove the file")
     else:
         mask = photo[:, :, :3].max(axis=2) > threshold
     if not mask.any():
@@ -121,35 +143,85 @@ def fit_background(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
-def sheared_extents(mask: np.ndarray, shears: np.ndarray) -> tuple[np.ndarray, int]:
-    """Widths of the mask's tight box under each horizontal shear, and its (unchanged) height."""
-    hull = cv2.convexHull(cv2.findNonZero(mask)).reshape(-1, 2).astype(np.float64)
-    xs = hull[:, 0][None, :] + shears[:, None] * hull[:, 1][None, :]
-    return xs.max(axis=1) - xs.min(axis=1) + 1, int(np.ptp(hull[:, 1])) + 1
+def transform_grid(augment: dict) -> np.ndarray:
+    """Unit-scale 2x2 maps spanning every allowed shear, rotation and mirror: what a draw can do to a shape."""
+    def spread(key: str, neutral: float, steps: int) -> np.ndarray:
+        spec = augment[key]
+        return np.linspace(spec["min"], spec["max"], steps) if spec["enabled"] else np.array([neutral])
+
+    flip = augment["flip"]
+    mirrors_h = [False, True] if flip["enabled"] and flip["horizontal"] > 0 else [False]
+    mirrors_v = [False, True] if flip["enabled"] and flip["vertical"] > 0 else [False]
+    return np.array([linear_part({"scale": 1.0, "shear": shear, "rotation": rotation, "flip_horizontal": fh,
+                                  "flip_vertical": fv})
+                     for shear in spread("shear", 0.0, 21) for rotation in spread("rotation", 0.0, 13)
+                     for fh in mirrors_h for fv in mirrors_v])
+
+
+def mask_hull(mask: np.ndarray) -> np.ndarray:
+    return cv2.convexHull(cv2.findNonZero(mask)).reshape(-1, 2)
 
 
 def check_fits(obj: np.ndarray, source: ObjectSource, augment: dict, quilt: dict, compose: dict) -> None:
     """Fail early for an object that no allowed draw can place: too big, too small, or never the right aspect."""
-    scale, shear, aspect = augment["scale"], augment["shear"], compose["aspect"]
-    smallest, largest = (scale["min"], scale["max"]) if scale["enabled"] else (1.0, 1.0)
-    shears = np.linspace(shear["min"], shear["max"], 41) if shear["enabled"] else np.zeros(1)
-    widths, height = sheared_extents(obj[:, :, 3], shears)
-    narrowest = float(widths.min())
-    if narrowest * smallest > quilt["width"] or height * smallest > quilt["height"]:
-        raise InputError(f"{source.photo}: object is at least {narrowest:.0f}x{height} px (sheared as allowed), "
-                         f"which at the smallest scale ({smallest}) does not fit the "
-                         f"{quilt['width']}x{quilt['height']} canvas; "
-                         f"lower augment.scale.min or enlarge quilt.width/quilt.height")
-    if max(widths.max(), height) * largest < compose["min_box_size"]:
+    extents = hull_extents(mask_hull(obj[:, :, 3]), transform_grid(augment))  # (n, 2) at scale 1
+    width, height = quilt["width"], quilt["height"]
+    if augment["area"]["enabled"]:
+        unit_area = extents[:, 0] * extents[:, 1]
+        smallest = np.sqrt(augment["area"]["min"] * width * height / unit_area)
+        largest = np.sqrt(augment["area"]["max"] * width * height / unit_area)
+        size_keys = "augment.area"
+    else:
+        low, high = (augment["scale"]["min"], augment["scale"]["max"]) if augment["scale"]["enabled"] else (1, 1)
+        smallest, largest = np.full(len(extents), low), np.full(len(extents), high)
+        size_keys = "augment.scale"
+    shown = 1 - compose["max_truncation"]  # the part that must lie on the canvas
+    fits = (extents[:, 0] * smallest * shown <= width) & (extents[:, 1] * smallest * shown <= height)
+    if not fits.any():
+        closest = np.argmin(np.maximum(extents[:, 0] * smallest / width, extents[:, 1] * smallest / height))
+        w, h = extents[closest] * smallest[closest]
+        raise InputError(f"{source.photo}: object is at least {w:.0f}x{h:.0f} px at its smallest allowed size "
+                         f"({size_keys}), which does not fit the {width}x{height} canvas even with "
+                         f"compose.max_truncation={compose['max_truncation']}; lower {size_keys}.min "
+                         f"or enlarge quilt.width/quilt.height")
+    if not (extents.min(axis=1) * largest >= compose["min_box_size"]).any():
         raise InputError(f"{source.photo}: object is {obj.shape[1]}x{obj.shape[0]} px, below "
-                         f"compose.min_box_size={compose['min_box_size']} even at the largest scale ({largest}); "
-                         f"raise augment.scale.max or lower the minimum")
-    ratios = widths / height
-    slack = 0.05  # interpolation moves edges by a pixel or so
+                         f"compose.min_box_size={compose['min_box_size']} even at its largest allowed size "
+                         f"({size_keys}.max); raise {size_keys}.max or lower the minimum")
+    ratios = extents[:, 0] / extents[:, 1]
+    aspect, slack = compose["aspect"], 0.05  # interpolation moves edges by a pixel or so
     if not ((ratios >= aspect["min"] * (1 - slack)) & (ratios <= aspect["max"] * (1 + slack))).any():
         raise InputError(f"{source.photo}: box aspect (w/h) is {ratios.min():.2f}-{ratios.max():.2f} for every "
-                         f"allowed shear, never inside compose.aspect [{aspect['min']}, {aspect['max']}]; "
-                         f"widen compose.aspect or change augment.shear")
+                         f"allowed shear/rotation, never inside compose.aspect [{aspect['min']}, {aspect['max']}]; "
+                         f"widen compose.aspect or change augment.shear/augment.rotation")
+
+
+def smallest_box_area(obj: np.ndarray, augment: dict, quilt: dict) -> float:
+    """Pixel area of the object's smallest possible box under the allowed transforms and sizes."""
+    canvas_area = quilt["width"] * quilt["height"]
+    if augment["area"]["enabled"]:
+        return augment["area"]["min"] * canvas_area
+    extents = hull_extents(mask_hull(obj[:, :, 3]), transform_grid(augment))
+    scale = augment["scale"]["min"] if augment["scale"]["enabled"] else 1.0
+    return float((extents[:, 0] * extents[:, 1]).min() * scale ** 2)
+
+
+def check_room(smallest_areas: list[float], settings: dict) -> None:
+    """Fail early when compose.objects.min objects cannot share the canvas even at their smallest."""
+    comp, quilt = settings["compose"], settings["quilt"]
+    need = comp["objects"]["min"]
+    if need <= 1:
+        return
+    # Every object keeps >= (1 - max_occlusion - max_truncation) of itself visible and on the canvas,
+    # and any of them may be the smallest object at its smallest size.
+    shown = max(0.0, 1 - comp["max_occlusion"] - comp["max_truncation"])
+    required = need * min(smallest_areas) * shown
+    canvas = quilt["width"] * quilt["height"]
+    if required > canvas:
+        raise InputError(f"compose.objects.min={need}: even {need} copies of the smallest object at its smallest size "
+                         f"need {required:.0f} visible px, more than the {quilt['width']}x{quilt['height']} canvas "
+                         f"holds ({canvas} px); lower compose.objects.min, shrink the objects "
+                         f"(augment.scale / augment.area) or allow more overlap (compose.max_occlusion)")
 
 
 def _save(bank_dir: Path, name: str, array: np.ndarray) -> str:
@@ -170,12 +242,25 @@ def _load_or_skip(path_for_log: Path, on_bad_file: str, skipped: list[str], load
         return None
 
 
+def _bank_object(obj: np.ndarray, bank_dir: Path, name: str, source: ObjectSource, root: Path) -> dict:
+    return {
+        "file": _save(bank_dir, name, obj),
+        "photo": _relative(source.photo, root),
+        "mask": _relative(source.mask, root) if source.mask else None,
+        "hull": mask_hull(obj[:, :, 3]).tolist(),
+    }
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+
+
 def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
     """Decode every input once, check it, and save it under ``bank_dir``; returns a plain-dict index."""
     inp, quilt = settings["input"], settings["quilt"]
     bank_dir.mkdir(parents=True, exist_ok=True)
     root = catalog.root
-    classes = []
+    classes, smallest_areas = [], []
     for class_idx, name in enumerate(catalog.classes):
         objects = []
         for source in catalog.objects[name]:
@@ -184,15 +269,22 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
             if obj is None:
                 continue
             check_fits(obj, source, settings["augment"], quilt, settings["compose"])
-            objects.append({
-                "file": _save(bank_dir, f"object_{class_idx:04d}_{len(objects):05d}", obj),
-                "photo": source.photo.relative_to(root).as_posix(),
-                "mask": source.mask.relative_to(root).as_posix() if source.mask else None,
-            })
+            smallest_areas.append(smallest_box_area(obj, settings["augment"], quilt))
+            objects.append(_bank_object(obj, bank_dir, f"object_{class_idx:04d}_{len(objects):05d}", source, root))
         if not objects:
             raise InputError(f"{root / inp['photo_dir'] / name}: class '{name}' has no usable photos left "
                              f"after skipping bad files")
         classes.append({"name": name, "objects": objects})
+    check_room(smallest_areas, settings)
+    distractors = []
+    for source in catalog.distractors:
+        obj = _load_or_skip(source.photo, inp["on_bad_file"], catalog.skipped,
+                            load_object, source, inp["mask_threshold"])
+        if obj is not None:
+            check_fits(obj, source, settings["augment"], quilt, settings["compose"])
+            distractors.append(_bank_object(obj, bank_dir, f"distractor_{len(distractors):05d}", source, root))
+    if catalog.distractors and not distractors:
+        raise InputError(f"{catalog.distractors[0].photo.parent}: no usable distractors left after skipping bad files")
     # Backgrounds only ever fill one cell, zoomed in at most zoom.max: shrink them to that once, here,
     # so that a tile is usually a plain copy rather than a full-image resize per sample.
     cells = tile_grid(quilt["width"], quilt["height"], quilt["rows"], quilt["cols"])
@@ -205,9 +297,9 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
         img = fit_background(img, *cover)
         backgrounds.append({
             "file": _save(bank_dir, f"background_{len(backgrounds):05d}", img),
-            "source": path.relative_to(root).as_posix(),
+            "source": _relative(path, root),
             "size": [int(img.shape[1]), int(img.shape[0])],
         })
     if not backgrounds:
         raise InputError(f"{root / inp['background_dir']}: no usable backgrounds left after skipping bad files")
-    return {"root": str(root), "classes": classes, "backgrounds": backgrounds}
+    return {"root": str(root), "classes": classes, "backgrounds": backgrounds, "distractors": distractors}

@@ -66,7 +66,7 @@ def test_multirun_makes_one_folder_per_job_with_its_own_config(tmp_path, layout)
         frozen = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
         combos.add((frozen["augment"]["scale"]["max"], frozen["seed"]))
         records = [json.loads(line) for line in (run / "manifest.jsonl").read_text().splitlines()]
-        assert all(r["augment"]["scale"] <= frozen["augment"]["scale"]["max"] for r in records)
+        assert all(o["augment"]["scale"] <= frozen["augment"]["scale"]["max"] for r in records for o in r["objects"])
     assert combos == {(1.5, 1), (1.5, 2), (2.0, 1), (2.0, 2)}
 
 

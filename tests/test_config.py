@@ -31,6 +31,11 @@ def test_debug_and_experiment_presets():
     assert (debug.samples.per_class, debug.workers.n_jobs, debug.quilt.width) == (2, 1, 640)
     experiment = make_config(["experiment=example"])
     assert (experiment.seed, experiment.quilt.rows, experiment.augment.shear.enabled) == (7, 3, False)
+    original = make_config(["experiment=original"])
+    assert (original.compose.objects.min, original.compose.objects.max, original.compose.max_truncation) == (1, 1, 0)
+    assert original.compose.blending.hard == 1 and original.compose.blending.poisson == 0
+    assert not original.augment.rotation.enabled and not original.augment.noise.enabled
+    assert original.output.formats == ["voc"]
 
 
 @pytest.mark.parametrize("override, message", [
@@ -70,6 +75,25 @@ def test_appended_unknown_keys_are_rejected(override):
     (["samples.repeats=0"], r"samples.repeats: must be >= 1, got 0"),
     (["samples.per_class=0"], r"samples.per_class: must be >= 1 or null"),
     (["input.on_bad_file=maybe"], r"input.on_bad_file: must be 'error' or 'skip', got 'maybe'"),
+    (["output.splits.train=0.5"], r"output.splits: fractions must sum to 1, got 0.7 .*output.splits.val=0"),
+    (["output.splits.val=-0.2", "output.splits.train=1.2"], r"output.splits.val: must be >= 0, got -0.2"),
+    (["output.coco_segmentation=mesh"], r"output.coco_segmentation: must be 'polygon' or 'rle', got 'mesh'"),
+    (["output.formats=[voc,voc]"], r"output.formats: lists a format twice"),
+    (["compose.objects.min=4"], r"compose.objects: min must be <= max, got min=4, max=3"),
+    (["compose.objects.min=0"], r"compose.objects.min: must be >= 1, got 0"),
+    (["compose.max_occlusion=1"], r"compose.max_occlusion: must be in \[0, 1\), got 1.0"),
+    (["compose.max_iou=0"], r"compose.max_iou: must be in \(0, 1\], got 0.0"),
+    (["compose.blending.hard=0", "compose.blending.feather=0", "compose.blending.poisson=0",
+      "compose.blending.motion=0"], r"compose.blending: all weights are 0"),
+    (["compose.blending.motion=-1"], r"compose.blending.motion: weight must be >= 0"),
+    (["augment.area.enabled=true"], r"augment.scale/augment.area: both are enabled"),
+    (["augment.area.max=2"], r"augment.area.max: must be <= 1.0, got 2.0"),
+    (["augment.rotation.min=-200"], r"augment.rotation.min: must be >= -180.0"),
+    (["augment.flip.horizontal=1.5"], r"augment.flip.horizontal: must be a probability in \[0, 1\], got 1.5"),
+    (["augment.jpeg_quality.max=120"], r"augment.jpeg_quality.max: must be <= 100.0"),
+    (["augment.color_match.max=2"], r"augment.color_match.max: must be <= 1.0"),
+    (["augment.noise.min=-1"], r"augment.noise.min: must be >= 0.0"),
+    (["compose.distractors.max=1"], r"compose.distractors: max=1 but input.distractor_dir is unset"),
 ])
 def test_range_errors_name_the_key_and_value(overrides, message):
     with pytest.raises(ConfigError, match=message):

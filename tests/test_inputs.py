@@ -18,8 +18,9 @@ from pipeline.errors import ConfigError, InputError, QuiltgenError
 from tests.conftest import make_config, make_layout
 
 # Every augmentation that changes the object's geometry or colour, switched off.
-NO_AUGMENT = ["augment.scale.enabled=false", "augment.shear.enabled=false", "augment.blur.enabled=false",
-              "augment.object_brightness.enabled=false", "augment.background_brightness.enabled=false"]
+NO_AUGMENT = ["experiment=original", "augment.scale.enabled=false", "augment.shear.enabled=false",
+              "augment.blur.enabled=false", "augment.object_brightness.enabled=false",
+              "augment.background_brightness.enabled=false"]
 OUTPUT_ENTRIES = ("images", "previews", "annotations", "manifest.jsonl", ".manifest.jsonl.partial")
 
 
@@ -141,7 +142,7 @@ def test_fully_transparent_png_without_photo_copy(generate, tmp_path, out):
     photo = np.full((40, 40, 4), 200, np.uint8)
     photo[:, :, 3] = 0
     cv2.imwrite(str(root / "photo" / "cat" / "1.png"), photo)
-    fails(generate, root, out, rf"{rel('photo', 'cat', '1.png')}: mask is all black")
+    fails(generate, root, out, rf"{rel('photo', 'cat', '1.png')}: RGBA cut-out with an empty alpha channel")
 
 
 def test_missing_mask_file(generate, layout, out):
@@ -153,7 +154,8 @@ def test_object_larger_than_canvas_at_smallest_scale(generate, layout, out):
     cv2.imwrite(str(layout / "photo" / "cat" / "big.png"), np.full((300, 400, 3), 180, np.uint8))
     cv2.imwrite(str(layout / "photo_copy" / "cat" / "big.png"), np.full((300, 400, 3), 255, np.uint8))
     fails(generate, layout, out, rf"{rel('photo', 'cat', 'big.png')}: object is at least 400x300 px .*does not fit "
-                                 rf"the 320x240 canvas", "augment.scale.min=1.0")
+                                 rf"the 320x240 canvas", "augment.scale.min=1.0", "compose.max_truncation=0",
+          "augment.rotation.enabled=false")
 
 
 def test_object_that_never_fits_once_sheared(generate, layout, out):
@@ -161,8 +163,8 @@ def test_object_that_never_fits_once_sheared(generate, layout, out):
     cv2.imwrite(str(layout / "photo" / "cat" / "wide.png"), np.full((200, 300, 3), 180, np.uint8))
     cv2.imwrite(str(layout / "photo_copy" / "cat" / "wide.png"), np.full((200, 300, 3), 255, np.uint8))
     fails(generate, layout, out, rf"{rel('photo', 'cat', 'wide.png')}: object is at least 340x200 px",
-          "augment.scale.min=1.0",
-          "augment.scale.max=1.0", "augment.shear.min=0.2", "augment.shear.max=0.3")
+          "augment.scale.min=1.0", "augment.scale.max=1.0", "augment.shear.min=0.2", "augment.shear.max=0.3",
+          "augment.rotation.enabled=false", "compose.max_truncation=0")
 
 
 def test_object_whose_aspect_is_never_kept(generate, layout, out):
@@ -170,7 +172,7 @@ def test_object_whose_aspect_is_never_kept(generate, layout, out):
     cv2.imwrite(str(layout / "photo" / "dog" / "thin.png"), np.full((10, 60, 3), 180, np.uint8))
     cv2.imwrite(str(layout / "photo_copy" / "dog" / "thin.png"), np.full((10, 60, 3), 255, np.uint8))
     fails(generate, layout, out, rf"{rel('photo', 'dog', 'thin.png')}: box aspect \(w/h\) is 6.00-6.\d+ .*never inside "
-                                 r"compose.aspect")
+                                 r"compose.aspect", "augment.rotation.enabled=false")
 
 
 # --- input.on_bad_file=skip -------------------------------------------------------------------------
@@ -201,7 +203,7 @@ def test_skip_leaves_out_one_bad_photo(generate, tmp_path, out, spoil):
     # ... and with skip, runs on the good photos only.
     generate(root, "input.on_bad_file=skip", "samples.repeats=2", out=out)
     records = read_manifest(out)
-    photos = {c: Counter(r["photo"] for r in records if r["class"] == c) for c in ("cat", "dog")}
+    photos = {c: Counter(r["objects"][0]["photo"] for r in records if r["class"] == c) for c in ("cat", "dog")}
     n_backgrounds, repeats = 2, 2
     for cls in ("cat", "dog"):
         assert photos[cls] == {f"photo/{cls}/{n}.png": n_backgrounds * repeats for n in range(3)}
@@ -256,9 +258,10 @@ def _check_boxes(out: Path, size: tuple[int, int], n: int) -> None:
     records = read_manifest(out)
     assert len(records) == n
     for r in records:
-        x0, y0, x1, y1 = r["box"]
+        (obj,) = r["objects"]
+        x0, y0, x1, y1 = obj["box"]
         assert (x1 - x0, y1 - y0) == size
-        assert r["mask"] is None or r["mask"].startswith("photo_copy/")
+        assert obj["mask"] is None or obj["mask"].startswith("photo_copy/")
         image = cv2.imread(str(out / r["image"]))
         inside = image[y0 + 1:y1 - 1, x0 + 1:x1 - 1].reshape(-1, 3).astype(int)
         assert np.abs(inside.mean(axis=0) - COLOUR).max() < 6, inside.mean(axis=0)
@@ -273,7 +276,7 @@ def test_alpha_is_the_mask_without_photo_copy(generate, tmp_path, out):
     cv2.imwrite(str(root / "photo" / "shape" / "a.png"), photo)
     generate(root, *NO_AUGMENT, out=out)
     _check_boxes(out, (30, 22), n=2)
-    assert {r["mask"] for r in read_manifest(out)} == {None}
+    assert {r["objects"][0]["mask"] for r in read_manifest(out)} == {None}
 
 
 def test_non_black_pixels_are_the_mask_without_photo_copy_or_alpha(generate, tmp_path, out):
@@ -283,7 +286,7 @@ def test_non_black_pixels_are_the_mask_without_photo_copy_or_alpha(generate, tmp
     cv2.imwrite(str(root / "photo" / "shape" / "b.png"), photo)
     generate(root, *NO_AUGMENT, out=out)
     _check_boxes(out, (18, 32), n=2)
-    assert {r["mask"] for r in read_manifest(out)} == {None}
+    assert {r["objects"][0]["mask"] for r in read_manifest(out)} == {None}
 
 
 def test_photo_copy_mask_wins_over_alpha(generate, tmp_path, out):
@@ -298,7 +301,7 @@ def test_photo_copy_mask_wins_over_alpha(generate, tmp_path, out):
     cv2.imwrite(str(root / "photo_copy" / "shape" / "c.png"), mask)
     generate(root, *NO_AUGMENT, out=out)
     _check_boxes(out, (24, 20), n=2)
-    assert {r["mask"] for r in read_manifest(out)} == {"photo_copy/shape/c.png"}
+    assert {r["objects"][0]["mask"] for r in read_manifest(out)} == {"photo_copy/shape/c.png"}
 
 
 # --- config-level errors ----------------------------------------------------------------------------

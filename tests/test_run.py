@@ -27,7 +27,7 @@ def test_loop_mode_writes_photos_x_backgrounds_x_repeats_per_class(layout, gener
         assert len(list((out / "annotations" / "voc" / name).glob("*.xml"))) == per_class
     # the original's loop: each photo meets each background (pinned as the first tile) `repeats` times
     cat = [r for r in records if r["class"] == "cat"]
-    pairs = sorted((r["photo"], r["tiles"][0]["background"]) for r in cat)
+    pairs = sorted((r["objects"][0]["photo"], r["tiles"][0]["background"]) for r in cat)
     assert pairs == sorted([(f"photo/cat/{p}.png", f"back/{b}.jpg") for p in range(2) for b in range(2)] * 2)
     assert [r["sample_index"] for r in records] == list(range(per_class)) * 2  # manifest in (class, index) order
     assert not list(out.rglob("*.tmp")) and not list(out.glob(".bank-*")) and not list(out.glob(".*partial"))
@@ -41,31 +41,41 @@ def test_per_class_gives_exactly_that_many(layout, generate):
 
 
 def test_voc_files_parse_and_agree_with_the_manifest(layout, generate):
-    out = generate(layout, "samples.per_class=6")
+    out = generate(layout, "samples.per_class=6", "compose.objects.max=4")
+    counts = set()
     for record in manifest(out):
         root = ET.parse(out / record["voc"]).getroot()
         assert root.findtext("filename") == record["image"].split("/")[-1]
         assert (int(root.findtext("size/width")), int(root.findtext("size/height"))) == (320, 240)
         objects = root.findall("object")
-        assert len(objects) == 1 and objects[0].findtext("name") == record["class"]
-        x0, y0, x1, y1 = record["box"]
-        voc = [int(objects[0].findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
-        assert voc == [x0 + 1, y0 + 1, x1, y1]
-        image = cv2.imread(str(out / record["image"]))
-        assert image.shape == (240, 320, 3)
-        assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 240
+        assert len(objects) == len(record["objects"]) >= 1
+        assert record["objects"][0]["class"] == record["class"]  # the first object is the iterated class
+        counts.add(len(objects))
+        for node, obj in zip(objects, record["objects"], strict=True):
+            assert node.findtext("name") == obj["class"]
+            x0, y0, x1, y1 = obj["box"]
+            voc = [int(node.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
+            assert voc == [x0 + 1, y0 + 1, x1, y1]
+            assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 240
+            assert node.findtext("truncated") == str(int(obj["truncated"] > 0))
+            assert node.findtext("occluded") == str(int(obj["occluded"] > 0))
+            assert node.findtext("difficult") == str(int(obj["visible"] < 0.25))
+        assert cv2.imread(str(out / record["image"])).shape == (240, 320, 3)
+    assert len(counts) > 1  # 1-4 objects per image
 
 
 def test_box_matches_the_object_pixels_in_the_written_image(layout, generate):
     # Black background, untouched bright object, lossless-ish JPEG: the box must hug the bright pixels.
-    out = generate(layout, "samples.per_class=8", "augment.background_brightness.min=0",
+    out = generate(layout, "experiment=original", "samples.per_class=8", "augment.background_brightness.min=0",
                    "augment.background_brightness.max=0", "augment.object_brightness.enabled=false",
                    "augment.blur.enabled=false", "output.jpeg_quality=100")
     for record in manifest(out):
         image = cv2.imread(str(out / record["image"]))
         ys, xs = np.nonzero(image.max(axis=2) > 40)
         found = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-        assert np.abs(np.subtract(found, record["box"])).max() <= 1, (record["id"], found, record["box"])
+        (obj,) = record["objects"]
+        assert np.abs(np.subtract(found, obj["box"])).max() <= 1, (record["id"], found, obj["box"])
+        assert obj["visible"] == 1 and obj["truncated"] == obj["occluded"] == 0
 
 
 def test_same_seed_is_byte_identical_for_any_worker_count(layout, generate):
@@ -74,7 +84,8 @@ def test_same_seed_is_byte_identical_for_any_worker_count(layout, generate):
     two = generate(layout, *args, "workers.n_jobs=2", "workers.chunk_size=1")
     three = generate(layout, *args, "workers.n_jobs=2", "workers.chunk_size=4")
     digest = tree_digest(one)
-    assert len(digest) == 12 * 3 + 1  # image, preview, voc per sample + manifest
+    # image, preview, voc, yolo label and link per sample; manifest, 2 COCO files and data.yaml
+    assert len(digest) == 12 * 5 + 4
     assert digest == tree_digest(two) == tree_digest(three)
     other_seed = generate(layout, "samples.per_class=6", "seed=12")
     assert tree_digest(other_seed)["images/cat/000000.jpg"] != digest["images/cat/000000.jpg"]
@@ -85,9 +96,9 @@ def test_rejected_draws_are_redrawn_and_never_written(layout, generate):
     out = generate(layout, "samples.per_class=10", "augment.scale.min=0.1", "compose.min_box_size=40")
     records = manifest(out)
     assert len(records) == 20 and len(list((out / "images").rglob("*.jpg"))) == 20
-    assert any(r["attempts"] > 1 for r in records)
-    for r in records:
-        x0, y0, x1, y1 = r["box"]
+    assert any(r["objects"][0]["attempts"] > 1 for r in records)
+    for obj in (obj for r in records for obj in r["objects"]):
+        x0, y0, x1, y1 = obj["box"]
         assert min(x1 - x0, y1 - y0) >= 40
 
 
@@ -96,8 +107,9 @@ def test_impossible_constraints_fail_after_max_attempts_naming_class_and_photo(l
     cfg = make_config([*SMALL, f"input.root={layout}", "augment.scale.min=0.1", "compose.min_box_size=40",
                        "samples.max_attempts=1", "samples.per_class=10", "workers.backend=sequential"])
     out = tmp_path / "out"
-    with pytest.raises(SampleError, match=r"class 'cat', sample \d+ \(photo photo/cat/\d.png\): no valid draw in "
-                                          r"samples.max_attempts=1 attempts \(last: box \d+x\d+ smaller"):
+    with pytest.raises(SampleError, match=r"class 'cat', sample \d+ \(photo photo/cat/\d.png\): could place only 0 "
+                                          r"of compose.objects.min=1 objects in samples.max_attempts=1 draws "
+                                          r"\(last: box \d+x\d+ smaller"):
         run(cfg, out)
     assert not (out / "manifest.jsonl").exists() and not list(out.glob(".*partial")) and not list(out.glob(".bank-*"))
 
@@ -122,10 +134,13 @@ def test_demo_set_is_created_and_used_when_no_input_is_given(tmp_path, generate)
 
 
 def test_plan_splits_classes_into_chunks_that_cover_every_sample():
-    tasks = plan_tasks([100, 3, 0, 17], n_workers=2, chunk_size=None)
+    counts = [100, 3, 0, 17]
+    splits = [[f"s{c}-{i}" for i in range(n)] for c, n in enumerate(counts)]
+    tasks = plan_tasks(counts, n_workers=2, chunk_size=None, splits=splits)
     covered = {c: [] for c in range(4)}
     for t in tasks:
         covered[t["class_index"]] += range(t["start"], t["stop"])
+        assert t["splits"] == [f"s{t['class_index']}-{i}" for i in range(t["start"], t["stop"])]
     assert covered == {0: list(range(100)), 1: [0, 1, 2], 2: [], 3: list(range(17))}
     assert len(tasks) >= 8  # a big class is split so two workers both stay busy
 
