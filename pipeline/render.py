@@ -13,7 +13,6 @@ import numpy as np
 
 from pipeline import augment, blend, color, compose, quilt, writers
 from pipeline.errors import SampleError
-from pipeline.schema import BLEND_METHODS
 from pipeline.seeding import sample_rng
 
 # Read-only memmaps of the current bank, kept per worker process across tasks.
@@ -63,7 +62,7 @@ def transform_object(rng: np.random.Generator, source: dict, settings: dict) -> 
 def paste(rng: np.random.Generator, canvas: np.ndarray, img: np.ndarray, mask: np.ndarray, x: int, y: int,
           params: dict, blending: dict) -> dict:
     """Colour-match (if drawn) and blend the object into the canvas; returns the blend parameters."""
-    blend_params = compose.sample_blend(rng, blending, BLEND_METHODS)
+    blend_params = compose.sample_blend(rng, blending, blend.METHODS)
     if params["color_match"] > 0:
         region = blend.clip_region(x, y, mask.shape[1], mask.shape[0], canvas.shape[1], canvas.shape[0])
         img = color.match_color(img, mask, canvas[region[0]], params["color_match"])
@@ -138,7 +137,8 @@ def compose_scene(rng: np.random.Generator, canvas: np.ndarray, bank: dict, sett
         records.append({"class_index": class_idx, "photo": source["photo"], "mask": source["mask"], **drawn})
     for n, (record, obj) in enumerate(zip(records, placed, strict=True)):
         record.update(box=list(obj.box), pixels=obj.visible, **{k: round(v, 4) for k, v in obj.fractions().items()})
-        record["visible_mask"] = compose.visible_mask(owner, n, obj.box)
+        if "coco" in settings["output"]["formats"]:
+            record["visible_mask"] = compose.visible_mask(owner, n, obj.box)
     return records, dropped
 
 
@@ -213,7 +213,7 @@ def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, s
         obj["class"] = names[obj["class_index"]]
         if "coco" in out["formats"]:  # the parent moves it into the COCO file, not the manifest
             obj["segmentation"] = segmentation(obj, width, height, out["coco_segmentation"])
-        del obj["visible_mask"]
+            del obj["visible_mask"]
     return {
         "id": f"{sample['class']}/{sample['stem']}",
         "class": sample["class"],
@@ -249,3 +249,9 @@ def render_chunk(task: dict, bank: dict, settings: dict, out_dir: str) -> list[d
             raise SampleError(f"class '{class_bank['name']}', sample {sample_idx} (photo {photo}): {detail}"
                               ) from None
     return records
+
+
+def render_task(task_idx: int, task: dict, bank: dict, settings: dict, out_dir: str) -> tuple[int, list[dict]]:
+    """What the parent submits: the task's index (to restore order) and its records. Workers import only this
+    module, never Hydra."""
+    return task_idx, render_chunk(task, bank, settings, out_dir)

@@ -23,7 +23,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from pipeline import demo, sources, writers
 from pipeline.backends import parallel_backend
 from pipeline.errors import ConfigError
-from pipeline.render import render_chunk
+from pipeline.render import render_task
 from pipeline.schema import QuiltgenConfig
 from pipeline.seeding import split_rng
 
@@ -94,10 +94,6 @@ def in_order(results: Iterator[tuple]) -> Iterator[tuple]:
         while expected in waiting:
             yield expected, waiting.pop(expected)
             expected += 1
-
-
-def _indexed(task_idx: int, task: dict, bank: dict, settings: dict, out_dir: str) -> tuple:
-    return task_idx, render_chunk(task, bank, settings, out_dir)
 
 
 def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
@@ -198,7 +194,7 @@ def _generate(bank: dict, settings: dict, counts: list[int], out_dir: Path) -> i
         for name in OUTPUT_DIRS:
             (out_dir / name).mkdir(parents=True, exist_ok=True)
         dataset = DatasetWriters(out_dir, bank, settings)
-        jobs = (delayed(_indexed)(i, task, bank, settings, str(out_dir)) for i, task in enumerate(tasks))
+        jobs = (delayed(render_task)(i, task, bank, settings, str(out_dir)) for i, task in enumerate(tasks))
         written = 0
         try:
             with logging_redirect_tqdm(), tqdm(total=sum(counts), unit="img", desc="quiltgen",

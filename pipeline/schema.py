@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.blend import METHODS as BLEND_METHODS
 from pipeline.errors import ConfigError
 
 
@@ -147,7 +148,6 @@ class AugmentConfig:
                    f"kernel sizes must be positive odd integers, got {k}")
 
 
-BLEND_METHODS = ("hard", "feather", "poisson", "motion")
 
 
 @dataclass

@@ -6,12 +6,13 @@ COCO bboxes are [x0, y0, w, h] and COCO polygons use the same pixel-edge coordin
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import cv2
 import numpy as np
@@ -21,16 +22,23 @@ BOX_COLOUR = (0, 255, 0)
 TEXT_COLOUR = (0, 0, 0)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def atomic_write(path: Path | str, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename it into place (the folder is made on demand)."""
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as fh:
+        try:
+            fh = open(tmp, "wb")
+        except FileNotFoundError:  # first file in this folder: one mkdir per folder, not one per file
+            os.makedirs(folder, exist_ok=True)
+            fh = open(tmp, "wb")
+        with fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 
@@ -66,41 +74,50 @@ def draw_preview(img: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], la
     return preview
 
 
-def _sub(parent: ET.Element, tag: str, text) -> ET.Element:
-    node = ET.SubElement(parent, tag)
-    node.text = str(text)
-    return node
+VOC_OBJECT = """  <object>
+    <name>{name}</name>
+    <pose>Unspecified</pose>
+    <truncated>{truncated}</truncated>
+    <occluded>{occluded}</occluded>
+    <difficult>{difficult}</difficult>
+    <bndbox>
+      <xmin>{xmin}</xmin>
+      <ymin>{ymin}</ymin>
+      <xmax>{xmax}</xmax>
+      <ymax>{ymax}</ymax>
+    </bndbox>
+  </object>
+"""
+VOC_IMAGE = """<?xml version='1.0' encoding='utf-8'?>
+<annotation>
+  <folder>{folder}</folder>
+  <filename>{filename}</filename>
+  <source>
+    <database>quiltgen</database>
+  </source>
+  <size>
+    <width>{width}</width>
+    <height>{height}</height>
+    <depth>3</depth>
+  </size>
+  <segmented>0</segmented>
+{objects}</annotation>
+"""
 
 
 def voc_xml(filename: str, folder: str, width: int, height: int, objects: Iterable[dict]) -> bytes:
-    """Pascal VOC annotation.
+    """Pascal VOC annotation (a template: a tenth of ElementTree's cost, the same document).
 
     Each object is a dict with ``class`` (name), ``box`` (quiltgen's convention), ``truncated`` and ``occluded``
     (fractions, written as 1 when > 0) and ``difficult`` (bool); other keys are ignored.
     """
-    root = ET.Element("annotation")
-    _sub(root, "folder", folder)
-    _sub(root, "filename", filename)
-    source = ET.SubElement(root, "source")
-    _sub(source, "database", "quiltgen")
-    size = ET.SubElement(root, "size")
-    _sub(size, "width", width)
-    _sub(size, "height", height)
-    _sub(size, "depth", 3)
-    _sub(root, "segmented", 0)
-    for o in objects:
-        x0, y0, x1, y1 = o["box"]
-        obj = ET.SubElement(root, "object")
-        _sub(obj, "name", o["class"])
-        _sub(obj, "pose", "Unspecified")
-        _sub(obj, "truncated", int(o["truncated"] > 0))
-        _sub(obj, "occluded", int(o["occluded"] > 0))
-        _sub(obj, "difficult", int(bool(o["difficult"])))
-        box = ET.SubElement(obj, "bndbox")
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (x0 + 1, y0 + 1, x1, y1), strict=True):
-            _sub(box, tag, int(value))
-    ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    parts = [VOC_OBJECT.format(name=escape(o["class"]), truncated=int(o["truncated"] > 0),
+                               occluded=int(o["occluded"] > 0), difficult=int(bool(o["difficult"])),
+                               xmin=int(o["box"][0]) + 1, ymin=int(o["box"][1]) + 1, xmax=int(o["box"][2]),
+                               ymax=int(o["box"][3]))
+             for o in objects]
+    return VOC_IMAGE.format(folder=escape(folder), filename=escape(filename), width=int(width), height=int(height),
+                            objects="".join(parts)).encode("utf-8")
 
 
 def _clip(mask: np.ndarray, x: int, y: int, width: int, height: int) -> tuple[np.ndarray, int, int]:
