@@ -40,6 +40,8 @@ from joblib import Parallel, delayed
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = 2
 PREVIEW_SCALE = 0.5  # quiltgen's default output.preview_scale: the preview encode of encode-only matches it
+# Like for like with the original: one hard-pasted object, its four augmentations, VOC only (conf/experiment/original).
+LIKE_FOR_LIKE = ["experiment=original"]
 LOG_LINE = re.compile(r"wrote (\d+) samples of (\d+) classes in ([\d.]+) s \(([\d.]+) samples/s\)")
 SEED_LINE = re.compile(r"seed-port: (\d+) samples tried, (\d+) kept")
 
@@ -153,16 +155,16 @@ def run_seed_port(shared: Path, layout: Path, work: Path, repeats: int, expected
             "command": cmd}
 
 
-def quiltgen_cmd(layout: Path, run_dir: Path, overrides: list[str]) -> list[str]:
-    return [sys.executable, "-m", "pipeline", f"input.root={layout}", f"workers.n_jobs={WORKERS}",
+def quiltgen_cmd(layout: Path, run_dir: Path, overrides: list[str], workers: int = WORKERS) -> list[str]:
+    return [sys.executable, "-m", "pipeline", f"input.root={layout}", f"workers.n_jobs={workers}",
             f"hydra.run.dir={run_dir}", *overrides]
 
 
 def run_quiltgen(layout: Path, work: Path, tag: str, overrides: list[str], expected: int, env: dict,
-                 poll_rss: bool = False, keep_frames: int = 0) -> dict:
+                 poll_rss: bool = False, keep_frames: int = 0, workers: int = WORKERS) -> dict:
     """One quiltgen command; with ``keep_frames``, also save that many of its images, decoded, to work/frames.npy."""
     run_dir = work / f"quiltgen-{tag}"
-    cmd = quiltgen_cmd(layout, run_dir, overrides)
+    cmd = quiltgen_cmd(layout, run_dir, overrides, workers)
     res = run_timed(cmd, work / f"quiltgen-{tag}.log", env, poll_rss=poll_rss)
     match = LOG_LINE.search(res["output"])
     if not match and (run_dir / "quiltgen.log").is_file():
@@ -225,6 +227,21 @@ def run_encode_only(frames: Path, samples: int, qualities: tuple[tuple[int, floa
             "mean_kib_per_encode": round(sum(sizes) / encodes / 1024, 1)}
 
 
+def run_profile(layout: Path, work: Path, samples_per_class: int, env: dict) -> str:
+    """pyinstrument over a single-process quiltgen run (like-for-like preset): where one sample's time goes."""
+    run_dir = work / "quiltgen-profile"
+    cmd = [sys.executable, "-m", "pyinstrument", "--no-color", "--no-unicode", "-i", "0.0005", "-m", "pipeline",
+           f"input.root={layout}", "workers.backend=sequential", "workers.n_jobs=1", f"hydra.run.dir={run_dir}",
+           f"samples.per_class={samples_per_class}", *LIKE_FOR_LIKE]
+    res = run_timed(cmd, work / "profile.log", env)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    text = res["output"]
+    start = text.find("Recorded:")
+    if start < 0:
+        sys.exit(f"bench: pyinstrument gave no profile (is it installed?):\n{text[-2000:]}")
+    return text[text.rfind("\n", 0, start) + 1:].strip()
+
+
 def shutdown_loky() -> None:
     from joblib.externals.loky import get_reusable_executor
     get_reusable_executor().shutdown(wait=True)
@@ -275,6 +292,11 @@ def report(results: dict) -> str:
         row("quiltgen no previews (own log line)", r["quiltgen_no_previews"],
             r["quiltgen_no_previews"]["own_seconds"], r["quiltgen_no_previews"]["own_samples_per_s"])
         row("encode-only (ceiling, q95 only)", r["encode_only_no_previews"])
+    if "scaling" in results:
+        for n, run in sorted(results["scaling"]["runs"].items()):
+            row(f"quiltgen {n} worker(s) (own log line)", run, run["own_seconds"], run["own_samples_per_s"])
+    if "quiltgen_default" in r:
+        row("quiltgen default config (whole command)", r["quiltgen_default"])
     lines += [table(rows, ("run", "samples", "seconds", "samples/s")), ""]
 
     q = results["ratios"]
@@ -287,6 +309,12 @@ def report(results: dict) -> str:
                         "not like for like: seed-port writes previews"),
                        ("encode-only / quiltgen, no previews",
                         f"{q['encode_only_over_quiltgen_no_previews']:.2f}x", "")]
+    if "scaling" in results:
+        sc = results["scaling"]
+        ratio_rows.append(("quiltgen 2 workers / 1 worker (own log line)", f"{sc['ratio']:.2f}x", ">= 1.7x"))
+    if "quiltgen_default" in r:
+        ratio_rows.append(("quiltgen default config / seed-port", f"{q['quiltgen_default_over_seed_port']:.2f}x",
+                           "all scene features on, not like for like"))
     lines += [table(ratio_rows, ("ratio of samples/s", "value", "target")), ""]
 
     if results.get("rss"):
@@ -294,7 +322,8 @@ def report(results: dict) -> str:
         rss_rows = [(x["samples"], f"{x['seconds']:.1f}", f"{sps(x):.1f}", f"{sps(x) / seed:.2f}x",
                      f"{x['peak_rss_tree_mib']:.0f}", f"{x['peak_rss_parent_mib']:.0f}",
                      f"{x['peak_rss_worker_mib']:.0f}", x["max_child_processes"]) for x in results["rss"]]
-        lines += ["quiltgen at other sizes (whole command, previews on), peak RSS of the whole process tree:",
+        lines += ["quiltgen at other sizes (whole command, like-for-like preset, previews on), "
+                  "peak RSS of the whole process tree:",
                   table(rss_rows, ("samples", "seconds", "samples/s", "vs seed-port", "tree MiB", "parent MiB",
                                    "max worker MiB", "children"))]
         if "marginal" in results:
@@ -306,7 +335,15 @@ def report(results: dict) -> str:
     elif results.get("rss_note"):
         lines += [f"peak RSS: {results['rss_note']}", ""]
     lines.append(f"quiltgen command: {results['quiltgen_command']}")
+    if results.get("profile"):
+        lines += ["", "profile of a single-process run (pyinstrument):", results["profile"]]
     return "\n".join(lines)
+
+
+def scaling(rounds: dict[int, list[dict]]) -> dict:
+    """Median own-log-line run per worker count and the speed-up of the most workers over one."""
+    picks = {n: sorted(v, key=lambda r: r["own_seconds"])[(len(v) - 1) // 2] for n, v in rounds.items()}
+    return {"runs": picks, "ratio": picks[max(picks)]["own_samples_per_s"] / picks[1]["own_samples_per_s"]}
 
 
 def marginal(runs: list[dict]) -> dict | None:
@@ -338,8 +375,15 @@ def main(argv: list[str] | None = None) -> int:
                         "(of an even count, the faster middle one)")
     p.add_argument("--no-previews", action="store_true",
                    help="also run quiltgen with output.previews=false and encode-only with one encode per sample")
-    p.add_argument("--rss-sizes", default="500,5000",
-                   help="sample counts for the peak-RSS runs, comma-separated; 'none' skips them (default 500,5000)")
+    p.add_argument("--rss-sizes", default="1000,50000",
+                   help="sample counts for the peak-RSS runs, comma-separated; 'none' skips them (default 1000,50000:\n"
+                        "the 50k run takes about 6 minutes and 25 GB of temporary disk)")
+    p.add_argument("--scaling", action="store_true",
+                   help="also run quiltgen with 1 worker, to report the 1 -> 2 worker speed-up")
+    p.add_argument("--default-config", action="store_true",
+                   help="also run quiltgen with its default config (multi-object scenes, all formats)")
+    p.add_argument("--profile", type=int, metavar="PER_CLASS", default=0,
+                   help="also profile a single-process run of PER_CLASS samples per class with pyinstrument")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     p.add_argument("--shared", help="folder holding bench/seed_port.py and bench/make_seed_layout.py "
                                     "(default: $QUILTGEN_SHARED, else <repo>/../shared)")
@@ -373,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                                env=env, capture_output=True, text=True)
         say(f"pipeline from {Path(probe.stdout.strip()).parent}; shared from {shared}; work in {work}")
 
-        quilt_args = [f"samples.repeats={args.repeats}"]
+        quilt_args = [*LIKE_FOR_LIKE, f"samples.repeats={args.repeats}"]
         rounds: dict[str, list[dict]] = {"seed_port": [], "quiltgen": [], "encode_only": []}
         frames = work / "frames.npy"
         for n in range(args.rounds):
@@ -391,6 +435,18 @@ def main(argv: list[str] | None = None) -> int:
                 rounds["quiltgen_no_previews"].append(run_quiltgen(
                     layout, work, "no-previews", [*quilt_args, "output.previews=false"], samples, env))
                 rounds["encode_only_no_previews"].append(run_encode_only(frames, samples, ((95, 1.0),)))
+        scaling_rounds: dict[int, list[dict]] = {1: [], WORKERS: []}
+        for n in range(args.rounds if args.scaling else 0):
+            for workers in scaling_rounds:
+                say(f"round {n + 1}/{args.rounds}: quiltgen with {workers} worker(s)")
+                scaling_rounds[workers].append(run_quiltgen(layout, work, f"workers-{workers}", quilt_args, samples,
+                                                            env, workers=workers))
+        if args.default_config:
+            rounds["quiltgen_default"] = []
+            for n in range(args.rounds):
+                say(f"round {n + 1}/{args.rounds}: quiltgen with its default config")
+                rounds["quiltgen_default"].append(
+                    run_quiltgen(layout, work, "default", [f"samples.repeats={args.repeats}"], samples, env))
         shutdown_loky()  # idle bench-side workers must not sit beside the RSS runs
         runs = {k: median_run(v) for k, v in rounds.items()}
 
@@ -405,13 +461,15 @@ def main(argv: list[str] | None = None) -> int:
         for size in rss_sizes:
             per_class = math.ceil(size / len(classes))
             say(f"peak RSS: quiltgen samples.per_class={per_class} ({per_class * len(classes)} samples)")
-            run = run_quiltgen(layout, work, f"rss-{size}", [f"samples.per_class={per_class}"],
+            run = run_quiltgen(layout, work, f"rss-{size}", [*LIKE_FOR_LIKE, f"samples.per_class={per_class}"],
                                per_class * len(classes), env, poll_rss=True)
             rss.append(run)
 
         ratios = {"quiltgen_over_seed_port": sps(runs["quiltgen"]) / sps(runs["seed_port"]),
                   "encode_only_over_quiltgen": sps(runs["encode_only"]) / sps(runs["quiltgen"]),
                   "encode_only_over_quiltgen_own": sps(runs["encode_only"]) / runs["quiltgen"]["own_samples_per_s"]}
+        if "quiltgen_default" in runs:
+            ratios["quiltgen_default_over_seed_port"] = sps(runs["quiltgen_default"]) / sps(runs["seed_port"])
         if args.no_previews:
             ratios["quiltgen_no_previews_over_seed_port"] = sps(runs["quiltgen_no_previews"]) / sps(runs["seed_port"])
             ratios["encode_only_over_quiltgen_no_previews"] = (sps(runs["encode_only_no_previews"])
@@ -425,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats, "samples": samples, "rounds": args.rounds, "workers": WORKERS,
             "runs": runs, "ratios": ratios, "rss": rss, "rss_note": rss_note,
             **({"marginal": m} if (m := marginal(rss)) else {}),
+            **({"scaling": scaling(scaling_rounds)} if args.scaling else {}),
+            "profile": run_profile(layout, work, args.profile, env) if args.profile else None,
             "quiltgen_command": " ".join(runs["quiltgen"]["command"]),
         }
         for run in [*runs.values(), *rss]:

@@ -76,6 +76,13 @@ def test_yolo_labels_match_coco_and_links_point_at_the_images(layout, generate):
     data = yaml.safe_load((out / "yolo" / "data.yaml").read_text())
     assert data["names"] == {0: "cat", 1: "dog"} and "path" not in data  # splits resolve next to data.yaml
     assert (data["train"], data["val"]) == ("images/train", "images/val")
+    coco_boxes = {}
+    for split in ("train", "val"):
+        coco = json.loads((out / "annotations" / f"coco_{split}.json").read_text())
+        names = {image["id"]: image["file_name"] for image in coco["images"]}
+        for ann in coco["annotations"]:
+            coco_boxes.setdefault((split, names[ann["image_id"]]), []).append((ann["category_id"] - 1, ann["bbox"]))
+    labels = 0
     for record in manifest(out):
         split = record["split"]
         label = out / record["yolo_label"]
@@ -84,16 +91,16 @@ def test_yolo_labels_match_coco_and_links_point_at_the_images(layout, generate):
         assert image_link.stem == label.stem
         assert image_link.is_symlink() and image_link.read_bytes() == (out / record["image"]).read_bytes()
         lines = label.read_text().splitlines()
-        assert len(lines) == len(record["objects"])
-        for line, obj in zip(lines, record["objects"], strict=True):
-            cls, cx, cy, w, h = line.split()
-            assert int(cls) == obj["class_index"]
-            values = [float(v) for v in (cx, cy, w, h)]
-            assert all(0 <= v <= 1 for v in values)
-            x0, y0, x1, y1 = obj["box"]
-            back = [(cx := values[0] * 320) - values[2] * 160, values[1] * 240 - values[3] * 120,
-                    cx + values[2] * 160, values[1] * 240 + values[3] * 120]
-            assert np.allclose(back, [x0, y0, x1, y1], atol=1e-3)
+        expected = coco_boxes[(split, record["image"])]
+        assert len(lines) == len(expected) == len(record["objects"])
+        for line, (category, (x, y, w, h)) in zip(lines, expected, strict=True):
+            cls, *values = line.split()
+            assert int(cls) == category
+            cx, cy, bw, bh = (float(v) for v in values)
+            assert all(0 <= v <= 1 for v in (cx, cy, bw, bh))
+            assert np.allclose([cx * 320, cy * 240, bw * 320, bh * 240], [x + w / 2, y + h / 2, w, h], atol=1e-3)
+        labels += 1
+    assert labels == 20 == len(list((out / "yolo" / "labels").rglob("*.txt")))
 
 
 def test_splits_are_exact_per_class_and_reproducible(layout, generate):
