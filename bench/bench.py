@@ -195,35 +195,58 @@ def frames_at(frames_path: str, scale: float) -> str:
     return str(path)
 
 
-def _encode_chunk(frames_path: str, start: int, stop: int, qualities: tuple[tuple[int, float], ...]) -> int:
-    """Worker side of encode-only: encode frames start..stop at each (quality, scale); returns the bytes produced."""
+def _write_file(path: str, data: bytes) -> None:
+    """As quiltgen's writers.atomic_write: a temporary file, then a rename."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def _encode_chunk(frames_path: str, start: int, stop: int, qualities: tuple[tuple[int, float], ...],
+                  write_dir: str | None = None) -> int:
+    """Worker side of encode-only: encode frames start..stop at each (quality, scale); returns the bytes produced.
+
+    With ``write_dir``, also write each encode to its own file plus one small annotation-sized file per sample:
+    the same file creations as a like-for-like quiltgen run (image, preview, VOC).
+    """
     cv2.setNumThreads(1)  # as quiltgen's workers
     stacks = {scale: np.load(frames_at(frames_path, scale), mmap_mode="r") for _, scale in qualities}  # as the bank
     total = 0
     for i in range(start, stop):
-        for quality, scale in qualities:
+        for k, (quality, scale) in enumerate(qualities):
             frame = stacks[scale][i % len(stacks[scale])]
             ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
             if not ok:
                 raise RuntimeError("OpenCV failed to encode a JPEG")
             total += buf.size
+            if write_dir:
+                _write_file(os.path.join(write_dir, f"{i:06d}_{k}.jpg"), buf.tobytes())
+        if write_dir:
+            _write_file(os.path.join(write_dir, f"{i:06d}.xml"), b"<annotation/>" * 40)
     return total
 
 
-def run_encode_only(frames: Path, samples: int, qualities: tuple[tuple[int, float], ...]) -> dict:
+def run_encode_only(frames: Path, samples: int, qualities: tuple[tuple[int, float], ...],
+                    write_dir: Path | None = None) -> dict:
     """``samples`` x len(qualities) encodes on 2 loky workers, chunked like quiltgen's auto plan; pool warmed first."""
     chunk = max(1, min(64, math.ceil(samples / (4 * WORKERS))))
     for _, scale in qualities:
         frames_at(str(frames), scale)
     parallel = Parallel(n_jobs=WORKERS, backend="loky")
     parallel(delayed(_encode_chunk)(str(frames), i, i + 1, qualities) for i in range(2 * WORKERS))  # spawn, import
+    if write_dir:
+        write_dir.mkdir(parents=True)
     started = time.perf_counter()
-    sizes = parallel(delayed(_encode_chunk)(str(frames), s, min(s + chunk, samples), qualities)
+    sizes = parallel(delayed(_encode_chunk)(str(frames), s, min(s + chunk, samples), qualities,
+                                            str(write_dir) if write_dir else None)
                      for s in range(0, samples, chunk))
     seconds = time.perf_counter() - started
+    if write_dir:
+        shutil.rmtree(write_dir)
     encodes = samples * len(qualities)
-    return {"name": "encode-only", "samples": samples, "seconds": seconds, "encodes": encodes,
-            "qualities_and_scales": [list(q) for q in qualities],
+    return {"name": "encode+write" if write_dir else "encode-only", "samples": samples, "seconds": seconds,
+            "encodes": encodes, "qualities_and_scales": [list(q) for q in qualities],
             "mean_kib_per_encode": round(sum(sizes) / encodes / 1024, 1)}
 
 
@@ -287,6 +310,7 @@ def report(results: dict) -> str:
     row("quiltgen (own log line: run() only)", r["quiltgen"], r["quiltgen"]["own_seconds"],
         r["quiltgen"]["own_samples_per_s"])
     row(f"encode-only (ceiling, q95 + q80 at x{PREVIEW_SCALE})", r["encode_only"])
+    row("encode+write (ceiling + the same 3 file creations)", r["encode_write"])
     if "quiltgen_no_previews" in r:
         row("quiltgen no previews (whole command)", r["quiltgen_no_previews"])
         row("quiltgen no previews (own log line)", r["quiltgen_no_previews"],
@@ -303,7 +327,9 @@ def report(results: dict) -> str:
     ratio_rows = [("quiltgen / seed-port (whole commands)", f"{q['quiltgen_over_seed_port']:.2f}x",
                    "bar >= 3x, later >= 6x"),
                   ("encode-only / quiltgen (whole command)", f"{q['encode_only_over_quiltgen']:.2f}x", "later <= 1.3x"),
-                  ("encode-only / quiltgen (own log line)", f"{q['encode_only_over_quiltgen_own']:.2f}x", "")]
+                  ("encode-only / quiltgen (own log line)", f"{q['encode_only_over_quiltgen_own']:.2f}x", ""),
+                  ("encode+write / quiltgen (own log line)", f"{q['encode_write_over_quiltgen_own']:.2f}x",
+                   "the floor with files written")]
     if "encode_only_over_quiltgen_no_previews" in q:
         ratio_rows += [("quiltgen no previews / seed-port", f"{q['quiltgen_no_previews_over_seed_port']:.2f}x",
                         "not like for like: seed-port writes previews"),
@@ -418,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"pipeline from {Path(probe.stdout.strip()).parent}; shared from {shared}; work in {work}")
 
         quilt_args = [*LIKE_FOR_LIKE, f"samples.repeats={args.repeats}"]
-        rounds: dict[str, list[dict]] = {"seed_port": [], "quiltgen": [], "encode_only": []}
+        rounds: dict[str, list[dict]] = {"seed_port": [], "quiltgen": [], "encode_only": [], "encode_write": []}
         frames = work / "frames.npy"
         for n in range(args.rounds):
             say(f"round {n + 1}/{args.rounds}: seed-port, {samples} samples")
@@ -428,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
                                                    keep_frames=0 if n else 8))
             say(f"round {n + 1}/{args.rounds}: encode-only, {samples} x (q95 + q80)")
             rounds["encode_only"].append(run_encode_only(frames, samples, ((95, 1.0), (80, PREVIEW_SCALE))))
+            say(f"round {n + 1}/{args.rounds}: encode+write, the same encodes written as image, preview and VOC files")
+            rounds["encode_write"].append(run_encode_only(frames, samples, ((95, 1.0), (80, PREVIEW_SCALE)),
+                                                          work / "encode-write"))
         if args.no_previews:
             rounds["quiltgen_no_previews"], rounds["encode_only_no_previews"] = [], []
             for n in range(args.rounds):
@@ -467,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
 
         ratios = {"quiltgen_over_seed_port": sps(runs["quiltgen"]) / sps(runs["seed_port"]),
                   "encode_only_over_quiltgen": sps(runs["encode_only"]) / sps(runs["quiltgen"]),
-                  "encode_only_over_quiltgen_own": sps(runs["encode_only"]) / runs["quiltgen"]["own_samples_per_s"]}
+                  "encode_only_over_quiltgen_own": sps(runs["encode_only"]) / runs["quiltgen"]["own_samples_per_s"],
+                  "encode_write_over_quiltgen_own": sps(runs["encode_write"]) / runs["quiltgen"]["own_samples_per_s"]}
         if "quiltgen_default" in runs:
             ratios["quiltgen_default_over_seed_port"] = sps(runs["quiltgen_default"]) / sps(runs["seed_port"])
         if args.no_previews:

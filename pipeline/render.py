@@ -251,6 +251,11 @@ def render_chunk(task: dict, bank: dict, settings: dict, out_dir: str) -> list[d
     return records
 
 
+def prepare_worker() -> None:
+    """Run once per worker ahead of the first task: importing this module is the costly part of a worker start."""
+    cv2.setNumThreads(1)
+
+
 def render_task(task_idx: int, task: dict, bank: dict, settings: dict, out_dir: str) -> tuple[int, list[dict]]:
     """What the parent submits: the task's index (to restore order) and its records. Workers import only this
     module, never Hydra."""

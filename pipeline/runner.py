@@ -21,9 +21,9 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline import demo, sources, writers
-from pipeline.backends import parallel_backend
+from pipeline.backends import parallel_backend, warm_up
 from pipeline.errors import ConfigError
-from pipeline.render import render_task
+from pipeline.render import prepare_worker, render_task
 from pipeline.schema import QuiltgenConfig
 from pipeline.seeding import split_rng
 
@@ -101,6 +101,7 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
     started = time.perf_counter()
     out_dir = Path(out_dir)
     settings = dataclasses.asdict(cfg)  # plain dicts all the way down: this is what workers receive
+    warming = warm_up(settings["workers"], prepare_worker)  # workers start while the inputs are decoded
     root = resolve_input_root(settings)
     inp = settings["input"]
     catalog = sources.scan(root, inp["photo_dir"], inp["mask_dir"], inp["background_dir"], inp["distractor_dir"])
@@ -119,6 +120,8 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
         if catalog.skipped:
             log.warning("%d files skipped (input.on_bad_file=skip)", len(catalog.skipped))
         settings["plan"]["n_backgrounds"] = len(bank["backgrounds"])
+        if warming is not None:
+            warming.join()
         total = _generate(bank, settings, counts, out_dir)
     finally:
         shutil.rmtree(bank_dir, ignore_errors=True)
