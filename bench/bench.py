@@ -316,6 +316,7 @@ def report(results: dict) -> str:
         row("quiltgen no previews (own log line)", r["quiltgen_no_previews"],
             r["quiltgen_no_previews"]["own_seconds"], r["quiltgen_no_previews"]["own_samples_per_s"])
         row("encode-only (ceiling, q95 only)", r["encode_only_no_previews"])
+        row("encode+write (q95 only, image + VOC files)", r["encode_write_no_previews"])
     if "scaling" in results:
         for n, run in sorted(results["scaling"]["runs"].items()):
             row(f"quiltgen {n} worker(s) (own log line)", run, run["own_seconds"], run["own_samples_per_s"])
@@ -334,7 +335,9 @@ def report(results: dict) -> str:
         ratio_rows += [("quiltgen no previews / seed-port", f"{q['quiltgen_no_previews_over_seed_port']:.2f}x",
                         "not like for like: seed-port writes previews"),
                        ("encode-only / quiltgen, no previews",
-                        f"{q['encode_only_over_quiltgen_no_previews']:.2f}x", "")]
+                        f"{q['encode_only_over_quiltgen_no_previews']:.2f}x", ""),
+                       ("encode+write / quiltgen, no previews (own log line)",
+                        f"{q['encode_write_over_quiltgen_no_previews_own']:.2f}x", "the floor with files written")]
     if "scaling" in results:
         sc = results["scaling"]
         ratio_rows.append(("quiltgen 2 workers / 1 worker (own log line)", f"{sc['ratio']:.2f}x", ">= 1.7x"))
@@ -459,11 +462,14 @@ def main(argv: list[str] | None = None) -> int:
                                                           work / "encode-write"))
         if args.no_previews:
             rounds["quiltgen_no_previews"], rounds["encode_only_no_previews"] = [], []
+            rounds["encode_write_no_previews"] = []
             for n in range(args.rounds):
                 say(f"round {n + 1}/{args.rounds}: quiltgen output.previews=false, then encode-only q95")
                 rounds["quiltgen_no_previews"].append(run_quiltgen(
                     layout, work, "no-previews", [*quilt_args, "output.previews=false"], samples, env))
                 rounds["encode_only_no_previews"].append(run_encode_only(frames, samples, ((95, 1.0),)))
+                rounds["encode_write_no_previews"].append(run_encode_only(frames, samples, ((95, 1.0),),
+                                                                          work / "encode-write"))
         scaling_rounds: dict[int, list[dict]] = {1: [], WORKERS: []}
         for n in range(args.rounds if args.scaling else 0):
             for workers in scaling_rounds:
@@ -504,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
             ratios["quiltgen_no_previews_over_seed_port"] = sps(runs["quiltgen_no_previews"]) / sps(runs["seed_port"])
             ratios["encode_only_over_quiltgen_no_previews"] = (sps(runs["encode_only_no_previews"])
                                                                / sps(runs["quiltgen_no_previews"]))
+            ratios["encode_write_over_quiltgen_no_previews_own"] = (
+                sps(runs["encode_write_no_previews"]) / runs["quiltgen_no_previews"]["own_samples_per_s"])
         results = {
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
