@@ -7,6 +7,7 @@ Results stream back unordered to one progress bar; a reorder buffer writes the m
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import shutil
@@ -202,8 +203,7 @@ def _generate(bank: dict, settings: dict, counts: list[int], out_dir: Path) -> i
         try:
             with logging_redirect_tqdm(), tqdm(total=sum(counts), unit="img", desc="quiltgen",
                                                disable=None, dynamic_ncols=True) as bar:
-                stream = Parallel(return_as="generator_unordered", batch_size=1)(jobs)
-                for _, records in in_order(_ticking(stream, bar)):
+                for _, records in in_order(_ticking(_results(jobs, n_workers), bar)):
                     for record in records:
                         dataset.add(record)
                     written += len(records)
@@ -212,6 +212,22 @@ def _generate(bank: dict, settings: dict, counts: list[int], out_dir: Path) -> i
             raise
         dataset.commit()
     return written
+
+
+def _results(jobs: Iterator, n_workers: int) -> Iterator[tuple]:
+    """Task results as they finish. A backend without result streaming (Ray's) runs the tasks in waves of
+    a few per worker instead, so the progress bar still moves and memory stays flat."""
+    try:
+        parallel = Parallel(return_as="generator_unordered", batch_size=1)
+    except ValueError:
+        parallel = None
+    if parallel is not None:
+        yield from parallel(jobs)
+        return
+    log.info("this backend cannot stream results: running the tasks in waves of %d", 4 * n_workers)
+    parallel = Parallel(batch_size=1)
+    while wave := list(itertools.islice(jobs, 4 * n_workers)):
+        yield from parallel(wave)
 
 
 def _ticking(stream: Iterator[tuple], bar: tqdm) -> Iterator[tuple]:
