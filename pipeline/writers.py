@@ -11,8 +11,8 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Sequence
+from html import escape as _html_escape
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import cv2
 import numpy as np
@@ -72,6 +72,11 @@ def draw_preview(img: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], la
         cv2.putText(preview, label, (p0[0] + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, font_scale, TEXT_COLOUR, thickness,
                     cv2.LINE_AA)
     return preview
+
+
+def escape(text: str) -> str:
+    """XML text escaping of &, < and > (html's version: it does not pull in urllib as xml.sax's does)."""
+    return _html_escape(str(text), quote=False)
 
 
 VOC_OBJECT = """  <object>

@@ -111,7 +111,9 @@ def test_impossible_constraints_fail_after_max_attempts_naming_class_and_photo(l
                                           r"of compose.objects.min=1 objects in samples.max_attempts=1 draws "
                                           r"\(last: box \d+x\d+ smaller"):
         run(cfg, out)
-    assert not (out / "manifest.jsonl").exists() and not list(out.glob(".*partial")) and not list(out.glob(".bank-*"))
+    assert not (out / "manifest.jsonl").exists() and not list(out.glob(".bank-*"))
+    assert not list(out.rglob("*.partial")) and not list(out.rglob("coco_*.json"))  # COCO files are discarded too
+    assert not (out / "yolo" / "data.yaml").exists()
 
 
 def test_a_worker_failure_names_the_class_and_file(layout, tmp_path, monkeypatch):
