@@ -177,7 +177,7 @@ class DatasetWriters:
 
     def commit(self) -> None:
         if "yolo" in self.formats:
-            data = writers.yolo_data_yaml(self.splits, self.names)
+            data = writers.yolo_data_yaml(self.out_dir / "yolo", self.splits, self.names)
             writers.atomic_write(self.out_dir / "yolo" / "data.yaml", data)
         for coco in self.coco.values():
             coco.commit()

@@ -226,19 +226,19 @@ def link_file(target: Path, link: Path) -> str:
 RESERVED_YOLO_KEYS = {"path", "names", "nc", "download"}
 
 
-def yolo_data_yaml(splits: list[str], names: list[str]) -> bytes:
-    """Ultralytics dataset YAML: ``train``/``val`` (falling back to the first split), ``test`` if present, other
-    splits under their own names, and ``names`` as {index: name}.
+def yolo_data_yaml(yolo_dir: Path, splits: list[str], names: list[str]) -> bytes:
+    """Ultralytics dataset YAML: absolute ``path``, ``train``/``val`` (falling back to the first split), ``test``
+    if present, other splits under their own names, and ``names`` as {index: name}.
 
-    No ``path`` key: Ultralytics then resolves the splits against the YAML file's own folder, so the dataset
-    still loads after the run folder is moved, and the bytes do not depend on where the run was written.
+    ``path`` must be absolute: Ultralytics resolves a relative one, and a missing one given a relative YAML
+    path, against its own datasets folder. So this one file names where the run was written.
     """
     if not splits:
         raise ValueError("yolo_data_yaml needs at least one split")
     clash = RESERVED_YOLO_KEYS.intersection(splits)
     if clash:
         raise ValueError(f"split names clash with YOLO dataset keys: {sorted(clash)}")
-    data = {}
+    data = {"path": str(Path(yolo_dir).resolve())}
     data.update({key: f"images/{key if key in splits else splits[0]}" for key in ("train", "val")})
     if "test" in splits:
         data["test"] = "images/test"

@@ -269,18 +269,19 @@ def test_link_file_falls_back_to_hard_links_then_copies(tmp_path, monkeypatch):
 
 
 def test_yolo_data_yaml_lists_splits_and_names(tmp_path):
-    text = writers.yolo_data_yaml(["train", "val", "test", "extra"], NAMES).decode()
+    text = writers.yolo_data_yaml(tmp_path / "yolo", ["train", "val", "test", "extra"], NAMES).decode()
     assert text.startswith("#")
     data = yaml.safe_load(text)
-    assert list(data) == ["train", "val", "test", "extra", "names"]  # no path: relative to the YAML's folder
+    assert list(data) == ["path", "train", "val", "test", "extra", "names"]
+    assert data["path"] == str((tmp_path / "yolo").resolve()) and os.path.isabs(data["path"])
     assert (data["train"], data["val"], data["test"], data["extra"]) == (
         "images/train", "images/val", "images/test", "images/extra")
     assert data["names"] == {0: "ellipse", 1: "rect", 2: "disc"}
 
-    data = yaml.safe_load(writers.yolo_data_yaml(["train", "holdout"], ["a b", "yes"]))
+    data = yaml.safe_load(writers.yolo_data_yaml(tmp_path, ["train", "holdout"], ["a b", "yes"]))
     assert data["val"] == "images/train" and data["holdout"] == "images/holdout" and "test" not in data
     assert data["names"] == {0: "a b", 1: "yes"}  # quoted where YAML would otherwise turn it into a bool
-    data = yaml.safe_load(writers.yolo_data_yaml(["val"], NAMES))
+    data = yaml.safe_load(writers.yolo_data_yaml(tmp_path, ["val"], NAMES))
     assert data["train"] == data["val"] == "images/val"
     with pytest.raises(ValueError):
-        writers.yolo_data_yaml(["train", "names"], NAMES)
+        writers.yolo_data_yaml(tmp_path, ["train", "names"], NAMES)

@@ -74,7 +74,7 @@ def test_coco_masks_and_boxes_match_the_drawn_objects(layout, generate, kind):
 def test_yolo_labels_match_coco_and_links_point_at_the_images(layout, generate):
     out = generate(layout, *SCENES, "samples.per_class=10")
     data = yaml.safe_load((out / "yolo" / "data.yaml").read_text())
-    assert data["names"] == {0: "cat", 1: "dog"} and "path" not in data  # splits resolve next to data.yaml
+    assert data["names"] == {0: "cat", 1: "dog"} and data["path"] == str((out / "yolo").resolve())
     assert (data["train"], data["val"]) == ("images/train", "images/val")
     coco_boxes = {}
     for split in ("train", "val"):
