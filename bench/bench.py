@@ -397,8 +397,9 @@ def parse_sizes(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--repeats", type=int, default=3,
-                   help="samples.repeats / seed-port --times; samples = 72 x repeats (default 3 -> 216)")
+    p.add_argument("--repeats", type=int, default=20,
+                   help="samples.repeats / seed-port --times; samples = 72 x repeats (default 20 -> 1440: enough\n"
+                        "samples that quiltgen's ~1.5 s start-up does not dominate)")
     p.add_argument("--rounds", type=int, default=3,
                    help="measure seed-port, quiltgen and encode-only this many times, interleaved; report the median\n"
                         "(of an even count, the faster middle one)")
