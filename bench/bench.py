@@ -69,8 +69,19 @@ def subprocess_env() -> dict:
     return env
 
 
+def settle(seconds: float = 1.0) -> None:
+    """Flush and let the disk go quiet before a timed run.
+
+    Each run writes and then deletes hundreds of MB; without this, the kernel's writeback and the deletion
+    of the previous run's files (the project VM mounts ext4 with ``discard``) take CPU from the next run.
+    """
+    os.sync()
+    time.sleep(seconds)
+
+
 def run_timed(cmd: list[str], log_path: Path, env: dict, poll_rss: bool = False) -> dict:
     """Run ``cmd`` to completion; wall seconds (and the process tree's peak RSS when asked). Output goes to a file."""
+    settle()
     with open(log_path, "w") as log:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=log_path.parent)
@@ -237,6 +248,7 @@ def run_encode_only(frames: Path, samples: int, qualities: tuple[tuple[int, floa
     parallel(delayed(_encode_chunk)(str(frames), i, i + 1, qualities) for i in range(2 * WORKERS))  # spawn, import
     if write_dir:
         write_dir.mkdir(parents=True)
+    settle()
     started = time.perf_counter()
     sizes = parallel(delayed(_encode_chunk)(str(frames), s, min(s + chunk, samples), qualities,
                                             str(write_dir) if write_dir else None)
