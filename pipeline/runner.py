@@ -102,7 +102,6 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
     started = time.perf_counter()
     out_dir = Path(out_dir)
     settings = dataclasses.asdict(cfg)  # plain dicts all the way down: this is what workers receive
-    warming = warm_up(settings["workers"], prepare_worker)  # workers start while the inputs are decoded
     root = resolve_input_root(settings)
     inp = settings["input"]
     catalog = sources.scan(root, inp["photo_dir"], inp["mask_dir"], inp["background_dir"], inp["distractor_dir"])
@@ -113,6 +112,7 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
     settings["plan"] = {"per_class": settings["samples"]["per_class"], "repeats": settings["samples"]["repeats"],
                         "class_p": class_probabilities(names, settings["compose"]["class_weights"])}
     bank_dir = out_dir / f".bank-{uuid.uuid4().hex[:8]}"
+    warming = warm_up(settings["workers"], prepare_worker)  # workers start while the inputs are decoded
     try:
         bank = sources.build_bank(catalog, bank_dir, settings)
         counts = class_sample_counts(bank, settings["samples"])
@@ -125,6 +125,8 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
             warming.join()
         total = _generate(bank, settings, counts, out_dir)
     finally:
+        if warming is not None:  # also after a bad input: no stray warm-up may overlap the next run's pool
+            warming.join()
         shutil.rmtree(bank_dir, ignore_errors=True)
     elapsed = time.perf_counter() - started
     summary = {"samples": total, "classes": len(counts), "seconds": round(elapsed, 3),
