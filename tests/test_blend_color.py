@@ -207,15 +207,15 @@ def test_hue_saturation():
     assert np.array_equal(color.hue_saturation(red, 360, 1.0), red)  # a full turn, through HSV and back
 
 
-def test_channel_lut_multiplies_per_channel():
-    assert color.channel_lut(1.0, None) is None
-    assert color.channel_lut(1.0, (1.0, 1.0, 1.0)) is None
-    lut = color.channel_lut(0.5, (1.0, 2.0, 4.0))
-    assert lut.shape == (256, 1, 3) and lut.dtype == np.uint8
+def test_channel_matrix_multiplies_per_channel():
+    assert color.channel_matrix(1.0, None) is None
+    assert color.channel_matrix(1.0, (1.0, 1.0, 1.0)) is None
+    matrix = color.channel_matrix(0.5, (1.0, 2.0, 4.0))
+    assert matrix.shape == (3, 3) and matrix.dtype == np.float32
     img = np.array([[[100, 100, 100], [10, 20, 255]]], np.uint8)
-    assert cv2.LUT(img, lut).tolist() == [[[50, 100, 200], [5, 20, 255]]]
+    assert cv2.transform(img, matrix).tolist() == [[[50, 100, 200], [5, 20, 255]]]
     canvas = np.zeros((6, 8, 3), np.uint8)  # in place into a canvas window, as quilt.render does
-    cv2.LUT(np.full((2, 3, 3), 100, np.uint8), lut, dst=canvas[2:4, 4:7])
+    cv2.transform(np.full((2, 3, 3), 100, np.uint8), matrix, dst=canvas[2:4, 4:7])
     assert np.all(canvas[2:4, 4:7] == (50, 100, 200)) and canvas.sum() == 6 * 350
 
 
