@@ -156,7 +156,7 @@ def mask_polygons(mask: np.ndarray, x: int, y: int, width: int | None = None,
         if len(contour) < 3:
             continue
         points = (contour.reshape(-1, 2) + 0.5) / 2 + (x, y)  # 2x pixel centre -> pixel-edge coordinates
-        polygons.append([round(float(v), 2) for v in points.ravel()])
+        polygons.append(points.ravel().tolist())  # multiples of 0.25: exact floats, nothing to round
     return polygons
 
 
