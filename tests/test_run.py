@@ -40,6 +40,13 @@ def test_per_class_gives_exactly_that_many(layout, generate):
     assert not any((out / "previews").iterdir())
 
 
+def test_preview_every_writes_one_preview_per_n_images(layout, generate):
+    out = generate(layout, "samples.per_class=7", "output.preview_every=3")
+    for record in manifest(out):
+        assert ("preview" in record) == (record["sample_index"] % 3 == 0)
+    assert sorted(p.name for p in (out / "previews" / "cat").iterdir()) == ["000000.jpg", "000003.jpg", "000006.jpg"]
+
+
 def test_voc_files_parse_and_agree_with_the_manifest(layout, generate):
     out = generate(layout, "samples.per_class=6", "compose.objects.max=4")
     counts = set()
