@@ -162,9 +162,12 @@ def mask_hull(mask: np.ndarray) -> np.ndarray:
     return cv2.convexHull(cv2.findNonZero(mask)).reshape(-1, 2)
 
 
-def check_fits(obj: np.ndarray, source: ObjectSource, augment: dict, quilt: dict, compose: dict) -> None:
-    """Fail early for an object that no allowed draw can place: too big, too small, or never the right aspect."""
-    extents = hull_extents(mask_hull(obj[:, :, 3]), transform_grid(augment))  # (n, 2) at scale 1
+def check_fits(obj: np.ndarray, extents: np.ndarray, source: ObjectSource, augment: dict, quilt: dict,
+               compose: dict) -> None:
+    """Fail early for an object that no allowed draw can place: too big, too small, or never the right aspect.
+
+    ``extents``: the object's (n, 2) box sizes at scale 1 under the ``transform_grid`` maps.
+    """
     width, height = quilt["width"], quilt["height"]
     if augment["area"]["enabled"]:
         unit_area = extents[:, 0] * extents[:, 1]
@@ -196,12 +199,10 @@ def check_fits(obj: np.ndarray, source: ObjectSource, augment: dict, quilt: dict
                          f"widen compose.aspect or change augment.shear/augment.rotation")
 
 
-def smallest_box_area(obj: np.ndarray, augment: dict, quilt: dict) -> float:
+def smallest_box_area(extents: np.ndarray, augment: dict, quilt: dict) -> float:
     """Pixel area of the object's smallest possible box under the allowed transforms and sizes."""
-    canvas_area = quilt["width"] * quilt["height"]
     if augment["area"]["enabled"]:
-        return augment["area"]["min"] * canvas_area
-    extents = hull_extents(mask_hull(obj[:, :, 3]), transform_grid(augment))
+        return augment["area"]["min"] * quilt["width"] * quilt["height"]
     scale = augment["scale"]["min"] if augment["scale"]["enabled"] else 1.0
     return float((extents[:, 0] * extents[:, 1]).min() * scale ** 2)
 
@@ -242,13 +243,22 @@ def _load_or_skip(path_for_log: Path, on_bad_file: str, skipped: list[str], load
         return None
 
 
-def _bank_object(obj: np.ndarray, bank_dir: Path, name: str, source: ObjectSource, root: Path) -> dict:
+def _bank_object(obj: np.ndarray, hull: np.ndarray, bank_dir: Path, name: str, source: ObjectSource,
+                 root: Path) -> dict:
     return {
         "file": _save(bank_dir, name, obj),
         "photo": _relative(source.photo, root),
         "mask": _relative(source.mask, root) if source.mask else None,
-        "hull": mask_hull(obj[:, :, 3]).tolist(),
+        "hull": hull.tolist(),
     }
+
+
+def _measure(obj: np.ndarray, source: ObjectSource, grid: np.ndarray, settings: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The object's mask hull and its box sizes under every allowed transform, after checking that it can fit."""
+    hull = mask_hull(obj[:, :, 3])
+    extents = hull_extents(hull, grid)
+    check_fits(obj, extents, source, settings["augment"], settings["quilt"], settings["compose"])
+    return hull, extents
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -260,6 +270,7 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
     inp, quilt = settings["input"], settings["quilt"]
     bank_dir.mkdir(parents=True, exist_ok=True)
     root = catalog.root
+    grid = transform_grid(settings["augment"])  # the same for every object: built once
     classes, smallest_areas = [], []
     for class_idx, name in enumerate(catalog.classes):
         objects = []
@@ -268,9 +279,10 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
                                 load_object, source, inp["mask_threshold"])
             if obj is None:
                 continue
-            check_fits(obj, source, settings["augment"], quilt, settings["compose"])
-            smallest_areas.append(smallest_box_area(obj, settings["augment"], quilt))
-            objects.append(_bank_object(obj, bank_dir, f"object_{class_idx:04d}_{len(objects):05d}", source, root))
+            hull, extents = _measure(obj, source, grid, settings)
+            smallest_areas.append(smallest_box_area(extents, settings["augment"], quilt))
+            objects.append(_bank_object(obj, hull, bank_dir, f"object_{class_idx:04d}_{len(objects):05d}", source,
+                                        root))
         if not objects:
             raise InputError(f"{root / inp['photo_dir'] / name}: class '{name}' has no usable photos left "
                              f"after skipping bad files")
@@ -281,8 +293,8 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
         obj = _load_or_skip(source.photo, inp["on_bad_file"], catalog.skipped,
                             load_object, source, inp["mask_threshold"])
         if obj is not None:
-            check_fits(obj, source, settings["augment"], quilt, settings["compose"])
-            distractors.append(_bank_object(obj, bank_dir, f"distractor_{len(distractors):05d}", source, root))
+            hull, _ = _measure(obj, source, grid, settings)
+            distractors.append(_bank_object(obj, hull, bank_dir, f"distractor_{len(distractors):05d}", source, root))
     if catalog.distractors and not distractors:
         raise InputError(f"{catalog.distractors[0].photo.parent}: no usable distractors left after skipping bad files")
     # Backgrounds only ever fill one cell, zoomed in at most zoom.max: shrink them to that once, here,
