@@ -62,17 +62,12 @@ def sample_image_params(rng: np.random.Generator, augment: dict, n_tiles: int) -
     }
 
 
-def brightness_lut(factor: float) -> np.ndarray | None:
-    """256-entry table multiplying a channel by ``factor``, clipped to [0, 255]; None for factor 1."""
-    if factor == 1.0:
-        return None
-    return np.clip(np.arange(256, dtype=np.float32) * factor + 0.5, 0, 255).astype(np.uint8)
-
-
 def adjust_brightness(img: np.ndarray, factor: float) -> np.ndarray:
-    """Multiply every channel by ``factor``, clipped to [0, 255]."""
-    lut = brightness_lut(factor)
-    return img if lut is None else cv2.LUT(img, lut)
+    """Multiply every channel by ``factor``, clipped to [0, 255] (a 256-entry lookup table); factor 1 is a no-op."""
+    if factor == 1.0:
+        return img
+    lut = np.clip(np.arange(256, dtype=np.float32) * factor + 0.5, 0, 255).astype(np.uint8)
+    return cv2.LUT(img, lut)
 
 
 def blur(img: np.ndarray, kernel: int) -> np.ndarray:

@@ -73,11 +73,8 @@ def box_iou(a: Box, b: Box) -> float:
 
 @dataclass
 class Placed:
-    """A labelled object on the canvas: full mask at (x, y), pixel counts, and its current visible box."""
+    """A labelled object on the canvas: its pixel counts and its current visible box."""
 
-    x: int
-    y: int
-    mask: np.ndarray
     area: int  # mask pixels in all
     in_canvas: int  # mask pixels inside the canvas
     visible: int  # mask pixels not covered by later objects
@@ -140,7 +137,7 @@ def place(owner: np.ndarray, placed: list[Placed], mask: np.ndarray, x: int, y: 
         return reason
     for j, (visible, new_box) in updates.items():
         placed[j].visible, placed[j].box = visible, new_box
-    placed.append(Placed(x, y, mask, area, in_canvas, in_canvas, box))
+    placed.append(Placed(area, in_canvas, in_canvas, box))
     return None
 
 

@@ -134,7 +134,8 @@ def compose_scene(rng: np.random.Generator, canvas: np.ndarray, bank: dict, sett
                     f"objects (augment.scale / augment.area) or widen compose.aspect / lower compose.min_box_size")
             dropped += 1
             continue
-        records.append({"class_index": class_idx, "photo": source["photo"], "mask": source["mask"], **drawn})
+        records.append({"class": bank["classes"][class_idx]["name"], "class_index": class_idx,
+                        "photo": source["photo"], "mask": source["mask"], **drawn})
     for n, (record, obj) in enumerate(zip(records, placed, strict=True)):
         record.update(box=list(obj.box), pixels=obj.visible, **{k: round(v, 4) for k, v in obj.fractions().items()})
         if "coco" in settings["output"]["formats"]:
@@ -156,8 +157,7 @@ def render_background(rng: np.random.Generator, bank: dict, settings: dict, firs
     return canvas, tiles, image_params
 
 
-def write_files(canvas: np.ndarray, objects: list[dict], names: list[str], sample: dict, settings: dict,
-                out_dir: Path) -> dict:
+def write_files(canvas: np.ndarray, objects: list[dict], sample: dict, settings: dict, out_dir: Path) -> dict:
     """Image, preview, VOC file, YOLO label and link, atomically; returns their paths (relative to out_dir)."""
     out, width, height = settings["output"], canvas.shape[1], canvas.shape[0]
     name, stem, quality = sample["class"], sample["stem"], sample["jpeg_quality"]
@@ -165,8 +165,7 @@ def write_files(canvas: np.ndarray, objects: list[dict], names: list[str], sampl
     writers.atomic_write(out_dir / paths["image"], writers.encode_jpeg(canvas, quality))
     if "voc" in out["formats"]:
         paths["voc"] = f"annotations/voc/{name}/{stem}.xml"
-        voc_objects = [{"class": names[o["class_index"]], **o, "difficult": o["visible"] < out["difficult_below"]}
-                       for o in objects]
+        voc_objects = [{**o, "difficult": o["visible"] < out["difficult_below"]} for o in objects]
         writers.atomic_write(out_dir / paths["voc"], writers.voc_xml(f"{stem}.jpg", name, width, height, voc_objects))
     if "yolo" in out["formats"]:
         split, flat = sample["split"], f"{name}_{stem}"
@@ -177,7 +176,7 @@ def write_files(canvas: np.ndarray, objects: list[dict], names: list[str], sampl
     if out["previews"] and sample["index"] % out["preview_every"] == 0:
         paths["preview"] = f"previews/{name}/{stem}.jpg"
         preview = writers.draw_preview(canvas, [o["box"] for o in objects],  # last use of canvas: drawn in place
-                                       [names[o["class_index"]] for o in objects], out["preview_scale"])
+                                       [o["class"] for o in objects], out["preview_scale"])
         writers.atomic_write(out_dir / paths["preview"], writers.encode_jpeg(preview, out["preview_quality"]))
     return paths
 
@@ -191,7 +190,6 @@ def segmentation(obj: dict, width: int, height: int, kind: str):
 
 def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, split: str, out_dir: Path) -> dict:
     class_bank, out = bank["classes"][class_idx], settings["output"]
-    names = [c["name"] for c in bank["classes"]]
     rng = sample_rng(settings["seed"], class_idx, sample_idx)
     obj_idx, first_bg = sample_sources(settings["plan"], len(class_bank["objects"]), sample_idx)
 
@@ -208,10 +206,9 @@ def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, s
     width, height = canvas.shape[1], canvas.shape[0]
     sample = {"class": class_bank["name"], "stem": f"{sample_idx:06d}", "index": sample_idx, "split": split,
               "jpeg_quality": image_params["jpeg_quality"] or out["jpeg_quality"]}
-    paths = write_files(canvas, objects, names, sample, settings, Path(out_dir))
-    for obj in objects:
-        obj["class"] = names[obj["class_index"]]
-        if "coco" in out["formats"]:  # the parent moves it into the COCO file, not the manifest
+    paths = write_files(canvas, objects, sample, settings, Path(out_dir))
+    if "coco" in out["formats"]:  # the parent moves each segmentation into the COCO file, not the manifest
+        for obj in objects:
             obj["segmentation"] = segmentation(obj, width, height, out["coco_segmentation"])
             del obj["visible_mask"]
     return {
