@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 import yaml
 
+from pipeline.blend import clip_region
+
 BOX_COLOUR = (0, 255, 0)
 TEXT_COLOUR = (0, 0, 0)
 
@@ -127,10 +129,11 @@ def voc_xml(filename: str, folder: str, width: int, height: int, objects: Iterab
 
 def _clip(mask: np.ndarray, x: int, y: int, width: int, height: int) -> tuple[np.ndarray, int, int]:
     """The part of a mask crop at canvas (x, y) that lies inside a width x height image, and its new top-left."""
-    h, w = mask.shape[:2]
-    x0, y0 = max(x, 0), max(y, 0)
-    x1, y1 = max(x0, min(x + w, width)), max(y0, min(y + h, height))
-    return mask[y0 - y:y1 - y, x0 - x:x1 - x], x0, y0
+    region = clip_region(x, y, mask.shape[1], mask.shape[0], width, height)
+    if region is None:
+        return mask[:0, :0], max(x, 0), max(y, 0)
+    (rows, cols), (obj_rows, obj_cols) = region
+    return mask[obj_rows, obj_cols], cols.start, rows.start
 
 
 def mask_polygons(mask: np.ndarray, x: int, y: int, width: int | None = None,
