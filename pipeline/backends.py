@@ -17,6 +17,7 @@ from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
+DASK_CONNECT_TIMEOUT = "30s"
 
 
 def _missing_extra(backend: str, package: str) -> ConfigError:
@@ -34,7 +35,12 @@ def _dask(workers: dict) -> Iterator[int]:
     address = workers["scheduler_address"]
     if address:
         cluster = None
-        client = Client(address, timeout="30s")
+        try:
+            client = Client(address, timeout=DASK_CONNECT_TIMEOUT)
+        except OSError as exc:  # distributed raises OSError (or its TimeoutError subclass) after retrying
+            raise ConfigError(f"workers.scheduler_address: no Dask scheduler answered at {address} within "
+                              f"{DASK_CONNECT_TIMEOUT} ({exc}); start one there (dask scheduler) or leave "
+                              f"workers.scheduler_address unset to start a local cluster") from None
     else:
         cluster = LocalCluster(n_workers=effective_n_jobs(workers["n_jobs"]), threads_per_worker=1,
                                processes=True, dashboard_address=None)

@@ -30,7 +30,12 @@ from pipeline.seeding import split_rng
 
 log = logging.getLogger(__name__)
 
-OUTPUT_DIRS = ("images", "previews", "annotations")
+
+def output_dirs(output: dict) -> list[str]:
+    """Top-level folders this run writes into (made up front, so every worker finds them)."""
+    wanted = {"images": True, "previews": output["previews"],
+              "annotations": bool({"voc", "coco"} & set(output["formats"]))}
+    return [name for name, used in wanted.items() if used]
 
 
 def resolve_input_root(settings: dict) -> Path:
@@ -197,7 +202,7 @@ def _generate(bank: dict, settings: dict, counts: list[int], out_dir: Path) -> i
     with parallel_backend(workers) as n_workers:
         tasks = plan_tasks(counts, n_workers, workers["chunk_size"], splits)
         log.info("%d samples in %d tasks on %d %s workers", sum(counts), len(tasks), n_workers, workers["backend"])
-        for name in OUTPUT_DIRS:
+        for name in output_dirs(out):
             (out_dir / name).mkdir(parents=True, exist_ok=True)
         dataset = DatasetWriters(out_dir, bank, settings)
         jobs = (delayed(render_task)(i, task, bank, settings, str(out_dir)) for i, task in enumerate(tasks))

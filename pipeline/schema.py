@@ -278,6 +278,7 @@ class QuiltgenConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        _check(self.seed >= 0, "seed", f"must be >= 0 (numpy seeds are non-negative), got {self.seed}")
         _check(self.compose.distractors.max == 0 or self.input.distractor_dir is not None, "compose.distractors",
                f"max={self.compose.distractors.max} but input.distractor_dir is unset; "
                f"point input.distractor_dir at a folder of distractor cut-outs or set compose.distractors.max=0")

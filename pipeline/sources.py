@@ -162,8 +162,7 @@ def mask_hull(mask: np.ndarray) -> np.ndarray:
     return cv2.convexHull(cv2.findNonZero(mask)).reshape(-1, 2)
 
 
-def check_fits(obj: np.ndarray, extents: np.ndarray, source: ObjectSource, augment: dict, quilt: dict,
-               compose: dict) -> None:
+def check_fits(extents: np.ndarray, source: ObjectSource, augment: dict, quilt: dict, compose: dict) -> None:
     """Fail early for an object that no allowed draw can place: too big, too small, or never the right aspect.
 
     ``extents``: the object's (n, 2) box sizes at scale 1 under the ``transform_grid`` maps.
@@ -187,10 +186,10 @@ def check_fits(obj: np.ndarray, extents: np.ndarray, source: ObjectSource, augme
                          f"({size_keys}), which does not fit the {width}x{height} canvas even with "
                          f"compose.max_truncation={compose['max_truncation']}; lower {size_keys}.min "
                          f"or enlarge quilt.width/quilt.height")
-    if not (extents.min(axis=1) * largest >= compose["min_box_size"]).any():
-        raise InputError(f"{source.photo}: object is {obj.shape[1]}x{obj.shape[0]} px, below "
-                         f"compose.min_box_size={compose['min_box_size']} even at its largest allowed size "
-                         f"({size_keys}.max); raise {size_keys}.max or lower the minimum")
+    if not ((shortest := extents.min(axis=1) * largest) >= compose["min_box_size"]).any():
+        raise InputError(f"{source.photo}: the object's box is at most {shortest.max():.0f} px on its shorter side "
+                         f"at its largest allowed size ({size_keys}.max), below compose.min_box_size="
+                         f"{compose['min_box_size']}; raise {size_keys}.max or lower the minimum")
     ratios = extents[:, 0] / extents[:, 1]
     aspect, slack = compose["aspect"], 0.05  # interpolation moves edges by a pixel or so
     if not ((ratios >= aspect["min"] * (1 - slack)) & (ratios <= aspect["max"] * (1 + slack))).any():
@@ -257,7 +256,7 @@ def _measure(obj: np.ndarray, source: ObjectSource, grid: np.ndarray, settings: 
     """The object's mask hull and its box sizes under every allowed transform, after checking that it can fit."""
     hull = mask_hull(obj[:, :, 3])
     extents = hull_extents(hull, grid)
-    check_fits(obj, extents, source, settings["augment"], settings["quilt"], settings["compose"])
+    check_fits(extents, source, settings["augment"], settings["quilt"], settings["compose"])
     return hull, extents
 
 

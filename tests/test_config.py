@@ -43,6 +43,9 @@ def test_debug_and_experiment_presets():
     ("quilt.rows=abc", "Error merging override quilt.rows=abc"),
     ("augment=nope", "Could not find 'augment/nope'"),
     ("samples.repeats=1.5", "Error merging override samples.repeats=1.5"),
+    ("experiment=orignal", "Could not find 'experiment/orignal'"),  # a misspelled preset is not silently skipped
+    ("debug=defualt", "Could not find 'debug/defualt'"),
+    ("sweep=paralel", "Could not find 'sweep/paralel'"),
 ])
 def test_bad_overrides_fail_at_composition(override, message):
     with pytest.raises(ConfigCompositionException, match=message):
@@ -94,6 +97,7 @@ def test_appended_unknown_keys_are_rejected(override):
     (["augment.color_match.max=2"], r"augment.color_match.max: must be <= 1.0"),
     (["augment.noise.min=-1"], r"augment.noise.min: must be >= 0.0"),
     (["compose.distractors.max=1"], r"compose.distractors: max=1 but input.distractor_dir is unset"),
+    (["seed=-1"], r"seed: must be >= 0 .*got -1"),
 ])
 def test_range_errors_name_the_key_and_value(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -167,6 +167,16 @@ def test_object_that_never_fits_once_sheared(generate, layout, out):
           "augment.rotation.enabled=false", "compose.max_truncation=0")
 
 
+def test_object_too_small_for_min_box_size_reports_its_largest_box(generate, layout, out):
+    # 200x12 at scale <= 1.5 is at most 18 px tall; the layout's 30-60 px ellipses all pass min_box_size=20.
+    cv2.imwrite(str(layout / "photo" / "cat" / "flat.png"), np.full((12, 200, 3), 180, np.uint8))
+    cv2.imwrite(str(layout / "photo_copy" / "cat" / "flat.png"), np.full((12, 200, 3), 255, np.uint8))
+    fails(generate, layout, out, rf"{rel('photo', 'cat', 'flat.png')}: the object's box is at most 18 px on its "
+                                 r"shorter side at its largest allowed size \(augment.scale.max\), below "
+                                 r"compose.min_box_size=20", "compose.min_box_size=20", "augment.scale.min=0.5",
+          "augment.scale.max=1.5", "augment.rotation.enabled=false", "augment.shear.enabled=false")
+
+
 def test_object_whose_aspect_is_never_kept(generate, layout, out):
     # 60x10 is aspect 6 at any scale (shear only widens it); compose.aspect allows at most 2.
     cv2.imwrite(str(layout / "photo" / "dog" / "thin.png"), np.full((10, 60, 3), 180, np.uint8))
