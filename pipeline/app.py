@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -26,9 +27,15 @@ def config_dir() -> str:
 register_configs()
 
 
+def _exit_on_sigterm(signum: int, frame) -> None:
+    """kill, docker stop and Slurm time limits send SIGTERM: unwind as Ctrl-C does, so nothing is left half-written."""
+    raise SystemExit(128 + signum)
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Returns samples/s so sweepers have a number to compare."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         config = validate(cfg)
         summary = run(config, HydraConfig.get().runtime.output_dir)

@@ -90,7 +90,7 @@ def parallel_backend(workers: dict) -> Iterator[int]:
             yield n_workers
     else:
         with parallel_config(backend=backend, n_jobs=workers["n_jobs"]):
-            yield effective_n_jobs()
+            yield effective_n_jobs(workers["n_jobs"])
 
 
 def warm_up(workers: dict, prepare: Callable[[], None]) -> threading.Thread | None:

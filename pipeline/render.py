@@ -6,6 +6,7 @@ A sample: background quilt -> distractors -> labelled objects (occlusion-checked
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -240,12 +241,19 @@ def render_chunk(task: dict, bank: dict, settings: dict, out_dir: str) -> list[d
         try:
             records.append(render_sample(bank, settings, class_idx, sample_idx, split, Path(out_dir)))
         except Exception as err:  # re-raised with the sample's identity; the message is the user's clue
-            obj_idx, _ = sample_sources(settings["plan"], len(class_bank["objects"]), sample_idx)
-            photo = class_bank["objects"][obj_idx]["photo"]
-            detail = str(err) if isinstance(err, SampleError) else f"{type(err).__name__}: {err}"
-            raise SampleError(f"class '{class_bank['name']}', sample {sample_idx} (photo {photo}): {detail}"
-                              ) from None
+            raise SampleError(_failure(err, class_bank, settings["plan"], sample_idx, out_dir)) from None
     return records
+
+
+def _failure(err: Exception, class_bank: dict, plan: dict, sample_idx: int, out_dir: str) -> str:
+    """A failed sample's message: a file it could not write, else its class, index and photo."""
+    if isinstance(err, OSError) and err.filename and os.fspath(err.filename).startswith(out_dir):
+        return (f"cannot write {err.filename}: {err.strerror}; check the free space and permissions of the "
+                f"output folder {out_dir}")
+    obj_idx, _ = sample_sources(plan, len(class_bank["objects"]), sample_idx)
+    detail = str(err) if isinstance(err, SampleError) else f"{type(err).__name__}: {err}"
+    photo = class_bank["objects"][obj_idx]["photo"]
+    return f"class '{class_bank['name']}', sample {sample_idx} (photo {photo}): {detail}"
 
 
 def prepare_worker() -> None:

@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import logging
 import math
+import os
 import shutil
 import time
 import uuid
@@ -29,6 +30,20 @@ from pipeline.schema import QuiltgenConfig
 from pipeline.seeding import split_rng
 
 log = logging.getLogger(__name__)
+
+
+# What a run writes at the top of its folder; finding any of these means the folder holds an earlier dataset.
+DATASET_ENTRIES = ("manifest.jsonl", ".manifest.jsonl.partial", "images", "previews", "annotations", "yolo")
+
+
+def check_unused(out_dir: Path) -> None:
+    """Refuse a folder that already holds a dataset: mixing two runs' files would give wrong labels."""
+    found = [name for name in DATASET_ENTRIES if os.path.lexists(out_dir / name)]
+    if found:
+        raise ConfigError(f"hydra.run.dir: {out_dir} already holds {', '.join(found)} from an earlier run, and "
+                          f"mixing two runs' files would mislabel images; give each run a new folder "
+                          f"(hydra.run.dir, or hydra.sweep.dir with -m: the defaults are new for every run) "
+                          f"or delete that one first")
 
 
 def output_dirs(output: dict) -> list[str]:
@@ -106,6 +121,7 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
     """Generate the dataset described by ``cfg`` into ``out_dir``; returns a summary dict."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    check_unused(out_dir)
     settings = dataclasses.asdict(cfg)  # plain dicts all the way down: this is what workers receive
     root = resolve_input_root(settings)
     inp = settings["input"]

@@ -50,8 +50,16 @@ class Catalog:
         return f"{len(sources)} cut-outs (alpha = mask, else non-black pixels)"
 
 
+# Files and folders that file managers and NAS boxes leave behind (dot-files are skipped as well).
+OS_CLUTTER = {"thumbs.db", "desktop.ini", "@eadir", "__macosx"}
+
+
+def _is_clutter(path: Path) -> bool:
+    return path.name.startswith(".") or path.name.lower() in OS_CLUTTER
+
+
 def _visible_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_file() and not _is_clutter(p))
 
 
 def scan(root: Path, photo_dir: str, mask_dir: str, background_dir: str, distractor_dir: str | None = None
@@ -64,7 +72,7 @@ def scan(root: Path, photo_dir: str, mask_dir: str, background_dir: str, distrac
     if not photos.is_dir():
         raise InputError(f"{photos}: photo folder not found; create {photo_dir}/<class>/ under input.root "
                          f"or set input.photo_dir")
-    classes = sorted(p.name for p in photos.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p.name for p in photos.iterdir() if p.is_dir() and not _is_clutter(p))
     if not classes:
         raise InputError(f"{photos}: no class folders; put each class's photos in {photo_dir}/<class>/")
     masks = root / mask_dir
@@ -91,17 +99,35 @@ def scan(root: Path, photo_dir: str, mask_dir: str, background_dir: str, distrac
     return Catalog(root, classes, objects, backgrounds, distractors)
 
 
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    return (img >> 8).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8, copy=False)
+# Any depth and colour layout, with the EXIF orientation applied (IMREAD_UNCHANGED skips it, but keeps alpha).
+ORIENTED = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
+
+
+def _to_uint8(img: np.ndarray, path: Path) -> np.ndarray:
+    if img.dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    if img.dtype.kind == "f":  # OpenCV's convention for float images: 0-1
+        if not np.isfinite(img).all() or img.min() < 0 or img.max() > 1:
+            raise InputError(f"{path}: floating-point image with values outside 0-1 "
+                             f"({np.nanmin(img):g} to {np.nanmax(img):g}); save it as an 8- or 16-bit image")
+        return np.rint(img * 255).astype(np.uint8)
+    return img.astype(np.uint8, copy=False)
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Decode any OpenCV-readable image to uint8, keeping an alpha channel if there is one."""
+    """Decode any OpenCV-readable image to uint8 and upright (EXIF orientation), keeping an alpha channel."""
     data = np.fromfile(str(path), np.uint8) if path.is_file() else None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
+    img = None
+    if data is not None and data.size:
+        if data[:2].tobytes() == b"\xff\xd8":  # JPEG: never an alpha channel, one oriented decode
+            img = cv2.imdecode(data, ORIENTED)
+        else:
+            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+            if img is not None and (img.ndim == 2 or img.shape[2] < 4):
+                img = cv2.imdecode(data, ORIENTED)  # no alpha to keep: decode again to apply the orientation
     if img is None:
         raise InputError(f"{path}: missing, unreadable or not an image")
-    img = _to_uint8(img)
+    img = _to_uint8(img, path)
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     return img

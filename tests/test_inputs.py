@@ -185,6 +185,52 @@ def test_object_whose_aspect_is_never_kept(generate, layout, out):
                                  r"compose.aspect", "augment.rotation.enabled=false")
 
 
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """The JPEG with an EXIF block holding only the Orientation tag (0x0112), as cameras and phones write it."""
+    tiff = b"II*\x00" + (8).to_bytes(4, "little") + (1).to_bytes(2, "little")
+    tiff += (0x0112).to_bytes(2, "little") + (3).to_bytes(2, "little") + (1).to_bytes(4, "little")
+    tiff += orientation.to_bytes(2, "little") + b"\x00\x00" + (0).to_bytes(4, "little")
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + jpeg[2:]
+
+
+def test_exif_orientation_is_applied_to_photos_and_backgrounds(tmp_path):
+    from pipeline.sources import read_image
+
+    stored = np.zeros((40, 60, 3), np.uint8)  # as the sensor stored it: 60 wide, 40 high, bright left edge
+    stored[:, :10] = 255
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(with_exif_orientation(cv2.imencode(".jpg", stored)[1].tobytes(), 6))  # 6: rotate 90 cw
+    upright = read_image(path)
+    assert upright.shape == (60, 40, 3)  # as every viewer shows it
+    assert upright[:10].mean() > 200 and upright[20:].mean() < 30  # the bright edge is now at the top
+    png = tmp_path / "rgba.png"
+    cv2.imwrite(str(png), np.dstack([stored, np.full((40, 60), 255, np.uint8)]))
+    assert read_image(png).shape == (40, 60, 4)  # alpha kept
+
+
+def test_float_images_are_read_as_0_to_1_and_others_refused(tmp_path):
+    from pipeline.sources import read_image
+
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (8, 1))
+    cv2.imwrite(str(tmp_path / "ok.tiff"), cv2.merge([ramp] * 3))
+    img = read_image(tmp_path / "ok.tiff")
+    assert img.dtype == np.uint8 and img[0, 0, 0] == 0 and img[0, -1, 0] == 255
+    assert np.array_equal(img[0, :, 0], np.rint(ramp[0] * 255).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "bad.tiff"), cv2.merge([ramp * 255] * 3))
+    with pytest.raises(InputError, match=r"bad.tiff: floating-point image with values outside 0-1 \(0 to 255\)"):
+        read_image(tmp_path / "bad.tiff")
+
+
+def test_file_manager_clutter_is_not_taken_for_input(generate, layout):
+    for folder in (layout / "photo" / "cat", layout / "back"):
+        (folder / "Thumbs.db").write_bytes(b"\x00" * 64)
+        (folder / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    (layout / "photo" / "@eaDir").mkdir()
+    out = generate(layout, "samples.per_class=2")
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["cat", "dog"]
+
+
 # --- input.on_bad_file=skip -------------------------------------------------------------------------
 
 def _spoil_not_an_image(root: Path, name: str) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline import augment
-from pipeline.errors import SampleError
+from pipeline.errors import ConfigError, SampleError
 from pipeline.runner import in_order, plan_tasks, run
 from tests.conftest import SMALL, make_config, tree_digest
 
@@ -38,6 +38,15 @@ def test_per_class_gives_exactly_that_many(layout, generate):
     assert len(manifest(out)) == 10
     assert sorted(p.name for p in (out / "images" / "dog").iterdir()) == [f"{i:06d}.jpg" for i in range(5)]
     assert not (out / "previews").exists() and not (out / "annotations").exists()  # no empty folders either
+
+
+def test_a_folder_holding_a_dataset_is_refused_and_left_as_it_was(layout, generate, tmp_path):
+    out = generate(layout, "samples.per_class=2")
+    before = tree_digest(out)
+    with pytest.raises(ConfigError, match=r"^hydra.run.dir: .* already holds manifest.jsonl, images, previews, "
+                                          r"annotations, yolo from an earlier run"):
+        generate(layout, "samples.per_class=3", "seed=1", out=out)
+    assert tree_digest(out) == before and not list(out.glob(".bank-*"))
 
 
 def test_preview_every_writes_one_preview_per_n_images(layout, generate):
@@ -131,6 +140,21 @@ def test_a_worker_failure_names_the_class_and_file(layout, tmp_path, monkeypatch
     cfg = make_config([*SMALL, f"input.root={layout}", "workers.backend=sequential"])
     with pytest.raises(SampleError, match=r"class 'cat', sample 0 \(photo photo/cat/0.png\): MemoryError: simulated"):
         run(cfg, tmp_path / "out")
+
+
+def test_a_failed_write_names_the_output_file_not_the_photo(layout, tmp_path, monkeypatch):
+    from pipeline import writers
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(writers, "atomic_write", full_disk)
+    cfg = make_config([*SMALL, f"input.root={layout}", "workers.backend=sequential"])
+    out = tmp_path / "out"
+    with pytest.raises(SampleError, match=rf"^cannot write {out}/images/cat/000000.jpg: No space left on device; "
+                                          r"check the free space and permissions of the output folder"):
+        run(cfg, out)
+    assert not (out / "manifest.jsonl").exists()
 
 
 def test_demo_set_is_created_and_used_when_no_input_is_given(tmp_path, generate):
