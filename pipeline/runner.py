@@ -14,7 +14,9 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -224,14 +226,15 @@ def _generate(bank: dict, settings: dict, counts: list[int], out_dir: Path) -> i
         jobs = (delayed(render_task)(i, task, bank, settings, str(out_dir)) for i, task in enumerate(tasks))
         written = 0
         try:
-            with logging_redirect_tqdm(), tqdm(total=sum(counts), unit="img", desc="quiltgen",
-                                               disable=None, dynamic_ncols=True) as bar:
-                for _, records in in_order(_ticking(_results(jobs, n_workers), bar)):
+            with _stopping_workers(_results(jobs, n_workers)) as stream, logging_redirect_tqdm(), \
+                    tqdm(total=sum(counts), unit="img", desc="quiltgen", disable=None, dynamic_ncols=True) as bar:
+                for _, records in in_order(_ticking(stream, bar)):
                     for record in records:
                         dataset.add(record)
                     written += len(records)
         except BaseException:
             dataset.discard()
+            writers.remove_temporaries(out_dir)  # of writes cut short: the workers are stopped by now
             raise
         dataset.commit()
     return written
@@ -251,6 +254,18 @@ def _results(jobs: Iterator, n_workers: int) -> Iterator[tuple]:
     parallel = Parallel(batch_size=1)
     while wave := list(itertools.islice(jobs, 4 * n_workers)):
         yield from parallel(wave)
+
+
+@contextmanager
+def _stopping_workers(stream: Iterator[tuple]) -> Iterator[Iterator[tuple]]:
+    """Close the result stream on the way out, so an error or a signal in the parent stops the workers now
+    (joblib's loky backend kills and joins them) instead of whenever the stream is garbage-collected."""
+    try:
+        yield stream
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # joblib's note that unfinished tasks were cancelled: that is the point
+            stream.close()
 
 
 def _ticking(stream: Iterator[tuple], bar: tqdm) -> Iterator[tuple]:

@@ -44,6 +44,12 @@ def atomic_write(path: Path | str, data: bytes) -> None:
         raise
 
 
+def remove_temporaries(folder: Path) -> None:
+    """Delete what writes cut short left behind (``atomic_write``'s and ``link_file``'s ``.<name>.<pid>.tmp``)."""
+    for tmp in Path(folder).rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
