@@ -27,15 +27,25 @@ def config_dir() -> str:
 register_configs()
 
 
-def _exit_on_sigterm(signum: int, frame) -> None:
-    """kill, docker stop and Slurm time limits send SIGTERM: unwind as Ctrl-C does, so nothing is left half-written."""
-    raise SystemExit(128 + signum)
+class Terminated(BaseException):  # noqa: N818 - a BaseException like KeyboardInterrupt: no "except Exception" stops it
+    """SIGTERM arrived (kill, docker stop, a Slurm time limit)."""
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    raise Terminated  # unwinds like Ctrl-C: partial files are removed on the way out
+
+
+def _stopped(how: str, status: int) -> SystemExit:
+    message = f"{how}: the images written so far are kept; no manifest or COCO file was written"
+    log.warning("%s", message)
+    print(f"quiltgen: {message}", file=sys.stderr)
+    return SystemExit(status)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Returns samples/s so sweepers have a number to compare."""
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         config = validate(cfg)
         summary = run(config, HydraConfig.get().runtime.output_dir)
@@ -43,4 +53,8 @@ def main(cfg: DictConfig) -> float:
         log.error("%s", err)
         print(f"quiltgen: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise _stopped("interrupted", 130) from None
+    except Terminated:
+        raise _stopped("terminated (SIGTERM)", 143) from None
     return summary["samples_per_second"]

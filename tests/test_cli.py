@@ -114,6 +114,8 @@ def test_sigterm_stops_cleanly_leaving_no_partial_files(tmp_path, layout):
     proc.terminate()
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
+    assert "quiltgen: terminated (SIGTERM): the images written so far are kept" in stderr
+    assert "Traceback" not in stderr
     left = sorted(str(p.relative_to(out)) for p in out.rglob("*")
                   if p.name.startswith(".bank-") or p.name.endswith((".tmp", ".partial")))
     assert left == [] and not (out / "manifest.jsonl").exists()
