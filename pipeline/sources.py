@@ -62,6 +62,18 @@ def _visible_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not _is_clutter(p))
 
 
+def _mask_finder(folder: Path) -> Callable[[Path], Path]:
+    """A photo's mask: the file with its name, else the only one with its stem (photo 0.jpg, mask 0.png)."""
+    by_stem: dict[str, list[Path]] = {}
+    for path in _visible_files(folder) if folder.is_dir() else []:
+        by_stem.setdefault(path.stem, []).append(path)
+
+    def find(photo: Path) -> Path:
+        exact, same_stem = folder / photo.name, by_stem.get(photo.stem, [])
+        return same_stem[0] if not exact.exists() and len(same_stem) == 1 else exact
+    return find
+
+
 def scan(root: Path, photo_dir: str, mask_dir: str, background_dir: str, distractor_dir: str | None = None
          ) -> Catalog:
     """List classes, photos, masks, backgrounds and distractors; check the folder structure (no decoding yet)."""
@@ -82,7 +94,8 @@ def scan(root: Path, photo_dir: str, mask_dir: str, background_dir: str, distrac
         files = _visible_files(photos / name)
         if not files:
             raise InputError(f"{photos / name}: class '{name}' has no photos; add images or remove the folder")
-        objects[name] = [ObjectSource(f, masks / name / f.name if use_masks else None) for f in files]
+        find_mask = _mask_finder(masks / name) if use_masks else lambda photo: None
+        objects[name] = [ObjectSource(f, find_mask(f)) for f in files]
     backs = root / background_dir
     backgrounds = _visible_files(backs) if backs.is_dir() else []
     if not backgrounds:
@@ -137,6 +150,10 @@ def load_object(source: ObjectSource, threshold: int) -> np.ndarray:
     """Photo and mask as one BGRA array cropped to the mask's bounding box (mask in {0, 255})."""
     photo = read_image(source.photo)
     if source.mask is not None:
+        if not source.mask.exists():
+            raise InputError(f"{source.mask}: no mask for {source.photo.name}; a mask has the photo's file name "
+                             f"(any image extension) in {source.mask.parent.parent.name}/<class>/. Add it, or "
+                             f"remove {source.mask.parent.parent.name}/ to use the photos as cut-outs")
         mask_img = read_image(source.mask)[:, :, :3]
         if mask_img.shape[:2] != photo.shape[:2]:
             raise InputError(f"{source.mask}: mask is {mask_img.shape[1]}x{mask_img.shape[0]} but its photo "
@@ -326,11 +343,14 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
     # so that a tile is usually a plain copy rather than a full-image resize per sample.
     cells = tile_grid(quilt["width"], quilt["height"], quilt["rows"], quilt["cols"])
     cover = [math.ceil(max(c[i + 2] - c[i] for c in cells) * quilt["zoom"]["max"]) for i in (0, 1)]
-    backgrounds = []
+    cell = [max(c[i + 2] - c[i] for c in cells) for i in (0, 1)]
+    backgrounds, enlarged = [], []
     for path in catalog.backgrounds:
         img = _load_or_skip(path, inp["on_bad_file"], catalog.skipped, read_image, path)
         if img is None:
             continue
+        if img.shape[1] < cell[0] or img.shape[0] < cell[1]:
+            enlarged.append(f"{_relative(path, root)} ({img.shape[1]}x{img.shape[0]})")
         img = fit_background(img, *cover)
         backgrounds.append({
             "file": _save(bank_dir, f"background_{len(backgrounds):05d}", img),
@@ -339,4 +359,7 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
         })
     if not backgrounds:
         raise InputError(f"{root / inp['background_dir']}: no usable backgrounds left after skipping bad files")
+    if enlarged:
+        log.warning("%d backgrounds are smaller than a %dx%d quilt cell and will be enlarged (blurry tiles): %s%s",
+                    len(enlarged), *cell, ", ".join(enlarged[:3]), ", ..." if len(enlarged) > 3 else "")
     return {"root": str(root), "classes": classes, "backgrounds": backgrounds, "distractors": distractors}

@@ -147,7 +147,31 @@ def test_fully_transparent_png_without_photo_copy(generate, tmp_path, out):
 
 def test_missing_mask_file(generate, layout, out):
     (layout / "photo_copy" / "cat" / "1.png").unlink()
-    fails(generate, layout, out, rf"{rel('photo_copy', 'cat', '1.png')}: missing, unreadable or not an image")
+    fails(generate, layout, out, rf"{rel('photo_copy', 'cat', '1.png')}: no mask for 1.png; a mask has the photo's "
+                                 r"file name \(any image extension\) in photo_copy/<class>/. Add it, or remove "
+                                 r"photo_copy/ to use the photos as cut-outs")
+
+
+def test_a_mask_may_use_another_image_format_than_its_photo(generate, layout, tmp_path):
+    reference = generate(layout, "samples.per_class=2", "seed=3")
+    mask = layout / "photo_copy" / "cat" / "1.png"
+    photo = layout / "photo" / "cat" / "1.png"
+    photo.with_suffix(".bmp").write_bytes(cv2.imencode(".bmp", cv2.imread(str(photo)))[1].tobytes())  # lossless
+    photo.unlink()
+    mask.rename(mask.with_suffix(".tiff"))  # photo 1.bmp, mask 1.tiff: matched by stem
+    out = generate(layout, "samples.per_class=2", "seed=3")
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert {o["mask"] for r in records for o in r["objects"]} >= {"photo_copy/cat/1.tiff"}
+    assert (out / "images" / "cat" / "000001.jpg").read_bytes() == \
+        (reference / "images" / "cat" / "000001.jpg").read_bytes()
+
+
+def test_backgrounds_smaller_than_a_cell_are_used_with_a_warning(generate, layout, caplog):
+    cv2.imwrite(str(layout / "back" / "tiny.jpg"), np.full((6, 8, 3), 90, np.uint8))
+    out = generate(layout, "samples.per_class=2")
+    assert (out / "manifest.jsonl").exists()
+    assert "1 backgrounds are smaller than a 160x120 quilt cell and will be enlarged (blurry tiles): " \
+           "back/tiny.jpg (8x6)" in caplog.text
 
 
 def test_object_larger_than_canvas_at_smallest_scale(generate, layout, out):
