@@ -8,10 +8,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from pipeline.errors import QuiltgenError
-from pipeline.runner import run
+from pipeline.runner import check_unused, run
 from pipeline.schema import register_configs, validate
 
 log = logging.getLogger("quiltgen")
@@ -25,6 +26,20 @@ def config_dir() -> str:
 
 
 register_configs()
+
+
+class RefuseUsedRunDir(Callback):
+    """Before Hydra writes .hydra/ into hydra.run.dir: a folder holding a finished dataset keeps its frozen config.
+
+    (The run itself checks again, for multirun job folders, which Hydra names only after this point.)
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            check_unused(Path(str(config.hydra.run.dir)).absolute())
+        except QuiltgenError as err:
+            print(f"quiltgen: error: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
 
 
 class Terminated(BaseException):  # noqa: N818 - a BaseException like KeyboardInterrupt: no "except Exception" stops it

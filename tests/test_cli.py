@@ -120,3 +120,14 @@ def test_sigterm_stops_cleanly_leaving_no_partial_files(tmp_path, layout):
                   if p.name.startswith(".bank-") or p.name.endswith((".tmp", ".partial")))
     assert left == [] and not (out / "manifest.jsonl").exists()
     assert all(cv2.imread(str(p)) is not None for p in (out / "images").rglob("*.jpg"))  # every image complete
+
+
+def test_a_finished_run_folder_is_refused_and_keeps_its_frozen_config(tmp_path, layout):
+    out = tmp_path / "run"
+    quiltgen(tmp_path, f"input.root={layout}", "samples.per_class=1", f"hydra.run.dir={out}", *QUICK)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    proc = quiltgen(tmp_path, f"input.root={layout}", "samples.per_class=2", "seed=9", f"hydra.run.dir={out}",
+                    *QUICK, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"quiltgen: error: hydra.run.dir: {out} already holds manifest.jsonl" in proc.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # .hydra/config.yaml included
