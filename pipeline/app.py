@@ -29,17 +29,26 @@ register_configs()
 
 
 class RefuseUsedRunDir(Callback):
-    """Before Hydra writes .hydra/ into hydra.run.dir: a folder holding a finished dataset keeps its frozen config.
+    """Before Hydra writes .hydra/ into a run folder: a folder holding a finished dataset keeps its frozen config.
 
-    (The run itself checks again, for multirun job folders, which Hydra names only after this point.)
+    For -m, every existing job folder in hydra.sweep.dir is checked (the run itself checks its own folder too).
     """
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        try:
-            check_unused(Path(str(config.hydra.run.dir)).absolute())
-        except QuiltgenError as err:
-            print(f"quiltgen: error: {err}", file=sys.stderr)
-            raise SystemExit(1) from None
+        _refuse_used([Path(str(config.hydra.run.dir)).absolute()])
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        _refuse_used(sorted(p for p in sweep_dir.iterdir() if p.is_dir()) if sweep_dir.is_dir() else [])
+
+
+def _refuse_used(folders: list[Path]) -> None:
+    try:
+        for folder in folders:
+            check_unused(folder)
+    except QuiltgenError as err:
+        print(f"quiltgen: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 class Terminated(BaseException):  # noqa: N818 - a BaseException like KeyboardInterrupt: no "except Exception" stops it

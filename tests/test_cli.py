@@ -131,3 +131,14 @@ def test_a_finished_run_folder_is_refused_and_keeps_its_frozen_config(tmp_path, 
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"quiltgen: error: hydra.run.dir: {out} already holds manifest.jsonl" in proc.stderr
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # .hydra/config.yaml included
+
+
+def test_a_used_sweep_folder_is_refused_before_any_job_runs(tmp_path, layout):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=1,2", f"input.root={layout}", "samples.per_class=1", f"hydra.sweep.dir={sweep}", *QUICK]
+    quiltgen(tmp_path, *args)
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    proc = quiltgen(tmp_path, *args, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"quiltgen: error: hydra.run.dir: {sweep / '0'} already holds manifest.jsonl" in proc.stderr
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before  # multirun.yaml included
