@@ -342,8 +342,8 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
     # Backgrounds only ever fill one cell, zoomed in at most zoom.max: shrink them to that once, here,
     # so that a tile is usually a plain copy rather than a full-image resize per sample.
     cells = tile_grid(quilt["width"], quilt["height"], quilt["rows"], quilt["cols"])
-    cover = [math.ceil(max(c[i + 2] - c[i] for c in cells) * quilt["zoom"]["max"]) for i in (0, 1)]
-    cell = [max(c[i + 2] - c[i] for c in cells) for i in (0, 1)]
+    cell = [max(c[i + 2] - c[i] for c in cells) for i in (0, 1)]  # the largest cell's width and height
+    cover = [math.ceil(extent * quilt["zoom"]["max"]) for extent in cell]
     backgrounds, enlarged = [], []
     for path in catalog.backgrounds:
         img = _load_or_skip(path, inp["on_bad_file"], catalog.skipped, read_image, path)
