@@ -61,14 +61,6 @@ def test_dask_local_cluster_matches_loky(layout, generate):
     assert tree_digest(dask) == tree_digest(loky)
 
 
-def test_local_backends_report_the_configured_worker_count():
-    from pipeline.backends import parallel_backend
-
-    for backend, n_jobs, expected in [("loky", 1, 1), ("loky", 2, 2), ("sequential", -1, 1)]:
-        with parallel_backend({"backend": backend, "n_jobs": n_jobs}) as n_workers:
-            assert n_workers == expected, (backend, n_jobs)
-
-
 def test_unreachable_scheduler_is_a_config_error_naming_the_key(layout, generate, tmp_path, monkeypatch):
     from pipeline import backends
     from pipeline.errors import ConfigError

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline import augment
+from pipeline.backends import parallel_backend
 from pipeline.errors import ConfigError, SampleError
 from pipeline.runner import in_order, plan_tasks, run
 from tests.conftest import SMALL, make_config, tree_digest
@@ -176,6 +177,12 @@ def test_plan_splits_classes_into_chunks_that_cover_every_sample():
         assert t["splits"] == [f"s{t['class_index']}-{i}" for i in range(t["start"], t["stop"])]
     assert covered == {0: list(range(100)), 1: [0, 1, 2], 2: [], 3: list(range(17))}
     assert len(tasks) >= 8  # a big class is split so two workers both stay busy
+
+
+def test_local_backends_report_the_configured_worker_count():
+    for backend, n_jobs, expected in [("loky", 1, 1), ("loky", 2, 2), ("sequential", -1, 1)]:
+        with parallel_backend({"backend": backend, "n_jobs": n_jobs}) as n_workers:
+            assert n_workers == expected, (backend, n_jobs)
 
 
 def test_in_order_restores_task_order_from_any_arrival_order():
