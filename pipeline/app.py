@@ -1,18 +1,28 @@
-"""Hydra entry point (``quiltgen`` / ``python -m pipeline``): compose, validate, run. Nothing else."""
+"""Entry point (``quiltgen`` / ``python -m pipeline``): check the command line, let Hydra compose, run.
+
+``main`` looks at the command line before Hydra does, for what Hydra would otherwise answer with a
+traceback or a wrong run: a replay of a run's frozen config (``-cp <run>/.hydra``), a YAML error in a
+config file, a misspelt key, a ``~`` in a path. ``hydra_main`` validates the composed config and calls
+``run``; the ``RunDirClaim`` callback takes the run folder before Hydra writes ``.hydra/`` into it.
+"""
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict, read_write
 
+from pipeline import cli, runstate
 from pipeline.errors import QuiltgenError
-from pipeline.runner import check_unused, run
+from pipeline.runner import run
 from pipeline.schema import register_configs, validate
 
 log = logging.getLogger("quiltgen")
@@ -26,59 +36,96 @@ def config_dir() -> str:
 
 
 register_configs()
+cli.register_resolvers(config_dir())
 
 
-class RefuseUsedRunDir(Callback):
-    """Before Hydra writes .hydra/ into a run folder: a folder holding a finished dataset keeps its frozen config.
+def fail(message: str, status: int = 1) -> SystemExit:
+    """One line on stderr; the job's log file (if Hydra has set one up) gets it too, the console not twice."""
+    print(f"quiltgen: error: {message}", file=sys.stderr)
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+    return SystemExit(status)
 
-    For -m, every existing job folder in hydra.sweep.dir is checked (the run itself checks its own folder too).
-    """
+
+class RunDirClaim(Callback):
+    """Before Hydra writes .hydra/ into a run folder: claim the folder for this run (or refuse it), point a
+    resume at the run it finishes, and keep a dry run out of the output folders."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        _refuse_used([Path(str(config.hydra.run.dir)).absolute()])
+        try:
+            with read_write(config.hydra), open_dict(config.hydra):
+                if config.get("dry_run"):
+                    config.hydra.run.dir = tempfile.mkdtemp(prefix="quiltgen-dry-run-")
+                    config.hydra.output_subdir = None
+                    if "file" in config.hydra.job_logging.get("handlers", {}):
+                        config.hydra.job_logging.root.handlers = ["console"]
+                    return
+                if config.get("resume"):
+                    folder = Path(os.path.expanduser(str(config.resume))).absolute()
+                    config.hydra.run.dir = str(folder)
+                    config.hydra.output_subdir = None  # the run's own .hydra/ stays as it was
+                    runstate.claim(folder, resume=True)
+                    return
+            runstate.claim(Path(str(config.hydra.run.dir)))
+        except QuiltgenError as err:
+            raise fail(str(err)) from None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
-        _refuse_used(sorted(p for p in sweep_dir.iterdir() if p.is_dir()) if sweep_dir.is_dir() else [])
+        if config.get("resume"):
+            raise fail("resume: finish one run at a time, without -m: quiltgen resume=<run folder>")
+        try:
+            runstate.claim_sweep(Path(str(config.hydra.sweep.dir)))
+        except QuiltgenError as err:
+            raise fail(str(err)) from None
 
 
-def _refuse_used(folders: list[Path]) -> None:
-    try:
-        for folder in folders:
-            check_unused(folder)
-    except QuiltgenError as err:
-        print(f"quiltgen: error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
-
-
-class Terminated(BaseException):  # noqa: N818 - a BaseException like KeyboardInterrupt: no "except Exception" stops it
-    """SIGTERM arrived (kill, docker stop, a Slurm time limit)."""
-
-
-def _raise_terminated(signum: int, frame) -> None:
-    raise Terminated  # unwinds like Ctrl-C: partial files are removed on the way out
-
-
-def _stopped(how: str, status: int) -> SystemExit:
-    message = f"{how}: the images written so far are kept; no manifest or COCO file was written"
+def _stopped(how: str, status: int, out_dir: str) -> SystemExit:
+    message = (f"{how}: the samples written so far are kept; finish the run with: quiltgen resume={out_dir}"
+               if (Path(out_dir) / runstate.RUN_FILE).exists() else f"{how}: nothing was kept")
     log.warning("%s", message)
     print(f"quiltgen: {message}", file=sys.stderr)
     return SystemExit(status)
 
 
+def task_config(cfg: DictConfig) -> DictConfig:
+    """The config to run: for a resume, the run's own frozen config (with this command's workers)."""
+    if not cfg.get("resume"):
+        return cfg
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    cli.check_resume_overrides(list(HydraConfig.get().overrides.task))
+    frozen = cli.frozen_config(folder)
+    with open_dict(frozen):
+        frozen.workers, frozen.resume = cfg.workers, str(folder)
+    return frozen
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     """Returns samples/s so sweepers have a number to compare."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, runstate.raise_terminated)
+    out_dir = HydraConfig.get().runtime.output_dir
     try:
-        config = validate(cfg)
-        summary = run(config, HydraConfig.get().runtime.output_dir)
+        config = validate(task_config(cfg))
+        summary = run(config, out_dir, replay_of=cli.replayed_run(HydraConfig.get()))
     except QuiltgenError as err:
-        log.error("%s", err)
-        print(f"quiltgen: error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise fail(str(err)) from None
     except KeyboardInterrupt:
-        raise _stopped("interrupted", 130) from None
-    except Terminated:
-        raise _stopped("terminated (SIGTERM)", 143) from None
+        raise _stopped("interrupted", 130, out_dir) from None
+    except runstate.Terminated:
+        raise _stopped("terminated (SIGTERM)", 143, out_dir) from None
+    finally:
+        if cfg.get("dry_run"):  # the temporary folder the claim callback gave it
+            shutil.rmtree(out_dir, ignore_errors=True)
     return summary["samples_per_second"]
+
+
+def main() -> None:
+    """The console script: check the command line, then hand it to Hydra."""
+    try:
+        sys.argv[1:] = cli.prepare_argv(sys.argv[1:], config_dir())
+    except QuiltgenError as err:
+        raise fail(str(err)) from None
+    hydra_main()
+

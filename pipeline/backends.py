@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from joblib import Parallel, delayed, effective_n_jobs, parallel_config
+from joblib import effective_n_jobs, parallel_config
 
 from pipeline.errors import ConfigError
 
@@ -91,24 +90,3 @@ def parallel_backend(workers: dict) -> Iterator[int]:
     else:
         with parallel_config(backend=backend, n_jobs=workers["n_jobs"]):
             yield effective_n_jobs(workers["n_jobs"])
-
-
-def warm_up(workers: dict, prepare: Callable[[], None]) -> threading.Thread | None:
-    """Start loky's worker processes in the background, each running ``prepare`` (e.g. its imports).
-
-    The parent meanwhile decodes the inputs; the pool is the reusable one the real ``Parallel`` call gets.
-    Other backends start their own way, so this is loky only. Join the thread before using the pool.
-    """
-    if workers["backend"] != "loky":
-        return None
-    n_jobs = workers["n_jobs"]
-
-    def spawn() -> None:
-        try:
-            Parallel(n_jobs=n_jobs, backend="loky")(delayed(prepare)() for _ in range(effective_n_jobs(n_jobs)))
-        except Exception as err:  # only a head start: the real call reports any real problem
-            log.debug("worker warm-up failed: %s", err)
-
-    thread = threading.Thread(target=spawn, name="quiltgen-warm-up", daemon=True)
-    thread.start()
-    return thread

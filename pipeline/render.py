@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from pipeline import augment, blend, color, compose, quilt, writers
+from pipeline import augment, blend, color, compose, quilt, worker, writers
 from pipeline.errors import SampleError
 from pipeline.seeding import sample_rng
 
@@ -232,36 +231,40 @@ def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, s
 
 
 def render_chunk(task: dict, bank: dict, settings: dict, out_dir: str) -> list[dict]:
-    """Render samples ``task['start']:task['stop']`` of one class; runs in a worker process."""
-    cv2.setNumThreads(1)  # one OpenCV thread per worker: the pool already fills the cores
+    """Render the samples ``task['samples']`` (indices) of one class; runs in a worker process."""
     class_idx = task["class_index"]
     class_bank = bank["classes"][class_idx]
     records = []
-    for sample_idx, split in zip(range(task["start"], task["stop"]), task["splits"], strict=True):
+    for sample_idx, split in zip(task["samples"], task["splits"], strict=True):
         try:
-            records.append(render_sample(bank, settings, class_idx, sample_idx, split, Path(out_dir)))
+            record = render_sample(bank, settings, class_idx, sample_idx, split, Path(out_dir))
         except Exception as err:  # re-raised with the sample's identity; the message is the user's clue
             raise SampleError(_failure(err, class_bank, settings["plan"], sample_idx, out_dir)) from None
+        record["_files"] = written_files(record, out_dir)
+        records.append(record)
     return records
+
+
+# Record keys that name a file the sample wrote (relative to the run folder).
+FILE_KEYS = ("image", "preview", "voc", "yolo_label", "yolo_image")
+
+
+def written_files(record: dict, out_dir: str) -> dict[str, int]:
+    """Size of every file the sample wrote, so a resume can tell a finished sample from a torn one."""
+    return {record[key]: os.lstat(os.path.join(out_dir, record[key])).st_size for key in FILE_KEYS if key in record}
 
 
 def _failure(err: Exception, class_bank: dict, plan: dict, sample_idx: int, out_dir: str) -> str:
     """A failed sample's message: a file it could not write, else its class, index and photo."""
     if isinstance(err, OSError) and err.filename and os.fspath(err.filename).startswith(out_dir):
-        return (f"cannot write {err.filename}: {err.strerror}; check the free space and permissions of the "
-                f"output folder {out_dir}")
+        return writers.write_failure(err, out_dir)
     obj_idx, _ = sample_sources(plan, len(class_bank["objects"]), sample_idx)
     detail = str(err) if isinstance(err, SampleError) else f"{type(err).__name__}: {err}"
     photo = class_bank["objects"][obj_idx]["photo"]
     return f"class '{class_bank['name']}', sample {sample_idx} (photo {photo}): {detail}"
 
 
-def prepare_worker() -> None:
-    """Run once per worker ahead of the first task: importing this module is the costly part of a worker start."""
-    cv2.setNumThreads(1)
-
-
 def render_task(task_idx: int, task: dict, bank: dict, settings: dict, out_dir: str) -> tuple[int, list[dict]]:
-    """What the parent submits: the task's index (to restore order) and its records. Workers import only this
-    module, never Hydra."""
+    """What the parent submits: the task's index and its records. Workers import only this module, never Hydra."""
+    worker.start(settings["plan"]["parent_pid"])
     return task_idx, render_chunk(task, bank, settings, out_dir)

@@ -1,8 +1,9 @@
-"""``run(cfg, out_dir)``: check inputs, plan tasks, render in parallel, stream records to the manifest.
+"""``run(cfg, out_dir)``: claim the folder, check inputs, plan tasks, render in parallel, commit the dataset.
 
-Tasks are (class, sample range) chunks, small enough that a large class cannot leave a core idle.
-Results stream back unordered to one progress bar; a reorder buffer writes the manifest in
-(class, sample) order, so it is byte-identical for any worker count.
+Tasks are (class, sample indices) chunks, small enough that a large class cannot leave a core idle.
+Every record a worker returns is journalled as it arrives; a reorder buffer feeds the manifest and COCO
+files in (class, sample) order, so they are byte-identical for any worker count. A resume reads the
+journal, keeps the samples whose files are intact and renders only the rest, in the same order.
 """
 from __future__ import annotations
 
@@ -12,41 +13,33 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed
+from joblib.externals.loky.process_executor import TerminatedWorkerError
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pipeline import demo, sources, writers
-from pipeline.backends import parallel_backend, warm_up
-from pipeline.errors import ConfigError
+from pipeline import demo, runstate, sources, worker, writers
+from pipeline.backends import parallel_backend
+from pipeline.errors import ConfigError, InputError, QuiltgenError, SampleError
 from pipeline.formats import DatasetWriters
-from pipeline.render import prepare_worker, render_task
+from pipeline.render import render_task
 from pipeline.schema import QuiltgenConfig
 from pipeline.seeding import split_rng
 
 log = logging.getLogger(__name__)
 
 
-# What a run writes at the top of its folder; finding any of these means the folder holds an earlier dataset.
-DATASET_ENTRIES = ("manifest.jsonl", ".manifest.jsonl.partial", "images", "previews", "annotations", "yolo")
-
-
-def check_unused(out_dir: Path) -> None:
-    """Refuse a folder that already holds a dataset: mixing two runs' files would give wrong labels."""
-    found = [name for name in DATASET_ENTRIES if os.path.lexists(out_dir / name)]
-    if found:
-        raise ConfigError(f"hydra.run.dir: {out_dir} already holds {', '.join(found)} from an earlier run, and "
-                          f"mixing two runs' files would mislabel images; give each run a new folder "
-                          f"(hydra.run.dir, or hydra.sweep.dir with -m: the defaults are new for every run) "
-                          f"or delete that one first")
+def plural(count: int, noun: str, suffix: str = "s") -> str:
+    return f"{count} {noun}{'' if count == 1 else suffix}"
 
 
 def output_dirs(output: dict) -> list[str]:
@@ -101,96 +94,351 @@ def class_probabilities(names: list[str], weights: dict[str, float]) -> list[flo
     return (raw / raw.sum()).tolist()
 
 
-def plan_tasks(counts: list[int], n_workers: int, chunk_size: int | None, splits: list[list[str]]) -> list[dict]:
-    """Split every class's sample range into chunks; auto size aims at >= 4 tasks per worker."""
+def plan_tasks(todo: list[list[int]], n_workers: int, chunk_size: int | None, splits: list[list[str]]
+               ) -> list[dict]:
+    """Chunk the sample indices to render of every class; auto size aims at >= 4 tasks per worker."""
+    total = sum(len(indices) for indices in todo)
     if chunk_size is None:
-        chunk_size = max(1, min(64, math.ceil(sum(counts) / (4 * n_workers))))
-    return [{"class_index": c, "start": start, "stop": min(start + chunk_size, count),
-             "splits": splits[c][start:start + chunk_size]}
-            for c, count in enumerate(counts) for start in range(0, count, chunk_size)]
+        chunk_size = max(1, min(64, math.ceil(total / (4 * n_workers))))
+    return [{"class_index": c, "samples": indices[start:start + chunk_size],
+             "splits": [splits[c][i] for i in indices[start:start + chunk_size]]}
+            for c, indices in enumerate(todo) for start in range(0, len(indices), chunk_size)]
 
 
-def in_order(results: Iterator[tuple]) -> Iterator[tuple]:
-    """Yield (task index, records) in task order from an unordered stream, holding only early arrivals."""
-    waiting, expected = {}, 0
-    for task_idx, records in results:
-        waiting[task_idx] = records
-        while expected in waiting:
-            yield expected, waiting.pop(expected)
-            expected += 1
+def in_order(keys: Iterable[tuple[int, int]], done: Callable[[tuple[int, int]], dict | None],
+             arrivals: Iterator[list[dict]]) -> Iterator[dict]:
+    """Records in ``keys`` order: a finished sample's from ``done``, the others from the unordered
+    ``arrivals`` (lists of records), holding only early arrivals."""
+    waiting: dict[tuple[int, int], dict] = {}
+    for key in keys:
+        record = done(key)
+        if record is None:
+            while key not in waiting:
+                for arrived in next(arrivals):
+                    waiting[runstate.sample_key(arrived)] = arrived
+            record = waiting.pop(key)
+        yield record
 
 
-def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
-    """Generate the dataset described by ``cfg`` into ``out_dir``; returns a summary dict."""
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    check_unused(out_dir)
+def run(cfg: QuiltgenConfig, out_dir: str | Path, replay_of: Path | None = None) -> dict:
+    """Generate the dataset described by ``cfg`` into ``out_dir`` (or finish it, with ``cfg.resume``);
+    returns a summary dict. ``cfg.dry_run`` checks everything and prints the plan, writing nothing.
+    ``replay_of``: the run folder whose frozen config this replays; changed input files are reported."""
     settings = dataclasses.asdict(cfg)  # plain dicts all the way down: this is what workers receive
-    root = resolve_input_root(settings)
-    inp = settings["input"]
-    catalog = sources.scan(root, inp["photo_dir"], inp["mask_dir"], inp["background_dir"], inp["distractor_dir"])
-    for name in catalog.classes:
-        log.info("class %-16s found %s", name, catalog.describe(name))
-    log.info("found %d backgrounds, %d distractors", len(catalog.backgrounds), len(catalog.distractors))
-    names = catalog.classes
-    settings["plan"] = {"per_class": settings["samples"]["per_class"], "repeats": settings["samples"]["repeats"],
-                        "class_p": class_probabilities(names, settings["compose"]["class_weights"])}
-    bank_dir = out_dir / f".bank-{uuid.uuid4().hex[:8]}"
-    warming = warm_up(settings["workers"], prepare_worker)  # workers start while the inputs are decoded
+    if settings["dry_run"]:
+        return dry_run(settings)
+    started = time.perf_counter()
+    resuming = settings["resume"] is not None
+    state = runstate.claim(out_dir, resume=resuming)
+    out_dir = state.folder
     try:
-        bank = sources.build_bank(catalog, bank_dir, settings)
-        counts = class_sample_counts(bank, settings["samples"])
-        for cls, count in zip(bank["classes"], counts, strict=True):
-            log.info("class %-16s %3d usable photos -> %d samples", cls["name"], len(cls["objects"]), count)
-        if catalog.skipped:
-            log.warning("%d files skipped (input.on_bad_file=skip)", len(catalog.skipped))
-        settings["plan"]["n_backgrounds"] = len(bank["backgrounds"])
-        if warming is not None:
-            warming.join()
-        total = _generate(bank, settings, counts, out_dir)
+        if resuming:
+            previous = check_resumable(state, settings)
+            if previous is not None:
+                return previous
+        summary = _run(state, settings, started, replay_of)
+    except KeyboardInterrupt:
+        state.finish("interrupted", "interrupted (Ctrl-C)")
+        raise
+    except runstate.Terminated:
+        state.finish("interrupted", "terminated (SIGTERM)")
+        raise
+    except BaseException as err:
+        state.finish("failed", str(err) if isinstance(err, QuiltgenError) else f"{type(err).__name__}: {err}")
+        raise
     finally:
-        if warming is not None:  # also after a bad input: no stray warm-up may overlap the next run's pool
-            warming.join()
-        shutil.rmtree(bank_dir, ignore_errors=True)
-    elapsed = time.perf_counter() - started
-    summary = {"samples": total, "classes": len(counts), "seconds": round(elapsed, 3),
-               "samples_per_second": round(total / elapsed, 2) if elapsed else 0.0, "out_dir": str(out_dir)}
-    log.info("wrote %d samples of %d classes in %.1f s (%.1f samples/s) to %s",
-             total, len(counts), elapsed, summary["samples_per_second"], out_dir)
+        runstate.drop(state)
     return summary
 
 
-def _generate(bank: dict, settings: dict, counts: list[int], out_dir: Path) -> int:
-    workers, out = settings["workers"], settings["output"]
-    splits = [assign_splits(settings["seed"], c, count, out["splits"]) for c, count in enumerate(counts)]
-    with parallel_backend(workers) as n_workers:
-        tasks = plan_tasks(counts, n_workers, workers["chunk_size"], splits)
-        log.info("%d samples in %d tasks on %d %s workers", sum(counts), len(tasks), n_workers, workers["backend"])
-        for name in output_dirs(out):
-            (out_dir / name).mkdir(parents=True, exist_ok=True)
-        dataset = DatasetWriters(out_dir, bank, settings)
-        jobs = (delayed(render_task)(i, task, bank, settings, str(out_dir)) for i, task in enumerate(tasks))
-        written = 0
+def check_resumable(state: runstate.RunState, settings: dict) -> dict | None:
+    """Refuse a resume whose config or quiltgen version differs from the run's; None if there is work left,
+    else the summary of the already complete run."""
+    record, folder = state.record, state.folder
+    if "config_hash" not in record:
+        raise ConfigError(f"resume: {folder}/run.json has no config hash: the run stopped before its inputs were "
+                          f"checked, so nothing of it can be kept; delete the folder and start the run again")
+    if runstate.config_hash(settings) != record["config_hash"]:
+        differences = runstate.config_differences(record.get("config", {}), runstate.config_identity(settings))
+        raise ConfigError(f"resume: the config differs from the one {folder} was started with "
+                          f"({'; '.join(differences[:5]) or 'see run.json'}); resume without overrides other "
+                          f"than workers.*, or start a new run")
+    ours, theirs = runstate.versions()["quiltgen"], record.get("versions", {}).get("quiltgen")
+    if ours != theirs:
+        raise ConfigError(f"resume: {folder} was written by quiltgen {theirs} and this is {ours}; the same "
+                          f"config may not give the same images, so finish it with quiltgen {theirs} or start "
+                          f"a new run")
+    if record.get("status") == "complete" and (folder / "manifest.jsonl").exists():
+        log.info("resume: %s is already complete (%s); nothing to do", folder,
+                 plural(record.get("samples", {}).get("total", 0), "sample"))
+        return {"samples": 0, "classes": 0, "seconds": 0.0, "samples_per_second": 0.0, "out_dir": str(folder),
+                "already_complete": True}
+    return None
+
+
+def scan_inputs(settings: dict) -> sources.Catalog:
+    """List the inputs (no decoding yet), log what each class has, and start ``settings['plan']``."""
+    inp = settings["input"]
+    catalog = sources.scan(resolve_input_root(settings), inp["photo_dir"], inp["mask_dir"], inp["background_dir"],
+                           inp["distractor_dir"])
+    for name in catalog.classes:
+        log.info("class %-16s found %s", name, catalog.describe(name))
+    log.info("found %s, %s", plural(len(catalog.backgrounds), "background"),
+             plural(len(catalog.distractors), "distractor"))
+    settings["plan"] = {"per_class": settings["samples"]["per_class"], "repeats": settings["samples"]["repeats"],
+                        "class_p": class_probabilities(catalog.classes, settings["compose"]["class_weights"]),
+                        "parent_pid": os.getpid(), "input_root": str(catalog.root)}
+    return catalog
+
+
+def plan_samples(bank: dict, settings: dict) -> tuple[list[int], list[list[str]]]:
+    """Samples per class and the split of each, exact and reproducible from the seed."""
+    counts = class_sample_counts(bank, settings["samples"])
+    settings["plan"]["n_backgrounds"] = len(bank["backgrounds"])
+    splits = [assign_splits(settings["seed"], c, count, settings["output"]["splits"])
+              for c, count in enumerate(counts)]
+    return counts, splits
+
+
+def split_counts(splits: list[list[str]]) -> dict[str, int]:
+    per_split: dict[str, int] = {}
+    for names in splits:
+        for name in names:
+            per_split[name] = per_split.get(name, 0) + 1
+    return per_split
+
+
+def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Path | None) -> dict:
+    out_dir, resuming = state.folder, settings["resume"] is not None
+    catalog = scan_inputs(settings)
+    if resuming:
+        clear_leftovers(out_dir)
+    bank_dir = out_dir / f".bank-{uuid.uuid4().hex[:8]}"
+    with parallel_backend(settings["workers"]) as n_workers:
         try:
-            with _stopping_workers(_results(jobs, n_workers)) as stream, logging_redirect_tqdm(), \
-                    tqdm(total=sum(counts), unit="img", desc="quiltgen", disable=None, dynamic_ncols=True) as bar:
-                for _, records in in_order(_ticking(stream, bar)):
-                    for record in records:
-                        dataset.add(record)
-                    written += len(records)
-        except BaseException:
-            dataset.discard()
-            writers.remove_temporaries(out_dir)  # of writes cut short: the workers are stopped by now
-            raise
-        dataset.commit()
-    return written
+            bank, inputs = build_bank(catalog, bank_dir, settings, n_workers)
+            counts, splits = plan_samples(bank, settings)
+            log_plan(bank, counts, catalog)
+            record_start(state, settings, inputs, catalog.classes, counts, splits, resuming)
+            if replay_of is not None:
+                warn_changed_inputs(replay_of, inputs)
+            total = _generate(state, bank, settings, counts, splits, n_workers)
+        finally:
+            shutil.rmtree(bank_dir, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    summary = {"samples": total, "classes": len(counts), "seconds": round(elapsed, 3),
+               "samples_per_second": round(total / elapsed, 2) if elapsed else 0.0, "out_dir": str(out_dir)}
+    log.info("wrote %s of %s in %.1f s (%.1f samples/s) to %s", plural(total, "sample"),
+             plural(len(counts), "class", "es"), elapsed, summary["samples_per_second"], out_dir)
+    return summary
 
 
-def _results(jobs: Iterator, n_workers: int) -> Iterator[tuple]:
-    """Task results as they finish. A backend without result streaming (Ray's) runs the tasks in waves of
-    a few per worker instead, so the progress bar still moves and memory stays flat."""
+def build_bank(catalog: sources.Catalog, bank_dir: Path, settings: dict, n_workers: int) -> tuple[dict, list]:
+    """Decode, hash and check every input on the workers; bank them under ``bank_dir``."""
+    bank_dir.mkdir(parents=True, exist_ok=True)
+    jobs = sources.decode_jobs(catalog, bank_dir, settings)
+    pid = settings["plan"]["parent_pid"]
+    calls = (delayed(worker.call)(pid, function, *args) for _, _, function, args in jobs)
+    with _stopping_workers(_results(calls, n_workers, ordered=True)) as stream, logging_redirect_tqdm(), \
+            tqdm(total=len(jobs), unit="file", desc="inputs", disable=None, dynamic_ncols=True, leave=False) as bar:
+        results = []
+        for result in stream:
+            results.append(result)
+            bar.update()
+    return sources.assemble_bank(catalog, jobs, results, settings)
+
+
+def log_plan(bank: dict, counts: list[int], catalog: sources.Catalog) -> None:
+    for cls, count in zip(bank["classes"], counts, strict=True):
+        log.info("class %-16s %s -> %s", cls["name"], plural(len(cls["objects"]), "usable photo"),
+                 plural(count, "sample"))
+    if catalog.skipped:
+        log.warning("%s skipped (input.on_bad_file=skip)", plural(len(catalog.skipped), "file"))
+
+
+def record_start(state: runstate.RunState, settings: dict, inputs: list[dict], classes: list[str],
+                 counts: list[int], splits: list[list[str]], resuming: bool) -> None:
+    """Fill run.json with what the run is made of; on a resume, refuse changed inputs instead."""
+    samples = {"total": sum(counts), "per_class": dict(zip(classes, counts, strict=True)),
+               "per_split": split_counts(splits)}
+    if resuming:
+        changed = changed_inputs(state.record.get("inputs", []), inputs)
+        if changed:
+            raise InputError(f"resume: {len(changed)} input files differ from the run's ({', '.join(changed[:5])}"
+                             f"{', ...' if len(changed) > 5 else ''}); the same config would not give the same "
+                             f"images: restore them or start a new run")
+        state.save(status="running", pid=os.getpid(), resumed=[*state.record.get("resumed", []), runstate.now()])
+        return
+    identity = runstate.config_identity(settings)
+    state.save(status="running", pid=os.getpid(), versions=runstate.versions(),
+               config_hash=runstate.config_hash(settings), config=identity, seed=settings["seed"],
+               input_root=settings["plan"]["input_root"],
+               samples=samples, inputs=inputs)
+
+
+def warn_changed_inputs(original: Path, inputs: list[dict]) -> None:
+    """A replay of a run whose input files changed since makes a different dataset: say which files."""
+    changed = changed_inputs((runstate.read_run(original) or {}).get("inputs", []), inputs)
+    if changed:
+        log.warning("replay of %s: %s changed since that run, so the images will differ: %s%s", original,
+                    plural(len(changed), "input file"), ", ".join(changed[:10]), ", ..." if len(changed) > 10 else "")
+
+
+def changed_inputs(before: list[dict], after: list[dict]) -> list[str]:
+    """Input files added, removed or changed (by sha256) between two run.json input lists."""
+    old = {item["path"]: item["sha256"] for item in before}
+    new = {item["path"]: item["sha256"] for item in after}
+    return [f"{path} ({'added' if path not in old else 'removed' if path not in new else 'changed'})"
+            for path in sorted(set(old) | set(new)) if old.get(path) != new.get(path)]
+
+
+# Files of a run folder that are never part of the dataset.
+KEEP_TOP = {runstate.RUN_FILE, runstate.JOURNAL, ".hydra"}
+
+
+def clear_leftovers(out_dir: Path) -> None:
+    """Before a resume: remove what an interrupted run or a crash left that is not a finished sample's file:
+    temporary and partial files, old banks, and any dataset-level file written without its manifest."""
+    for bank in out_dir.glob(".bank-*"):
+        shutil.rmtree(bank, ignore_errors=True)
+    journal = runstate.Journal(out_dir)
+    keep = set()
+    for offset in journal.index().values():
+        keep.update(journal.read(offset).get("_files", {}))
+    for path in sorted(out_dir.rglob("*")):
+        rel = path.relative_to(out_dir)
+        if rel.parts[0] in KEEP_TOP or path.suffix == ".log" or path.is_dir() and not path.is_symlink():
+            continue
+        if rel.as_posix() not in keep:
+            path.unlink(missing_ok=True)
+
+
+def done_samples(out_dir: Path, keys: set[tuple[int, int]]) -> tuple[runstate.Journal, dict[tuple[int, int], int]]:
+    """The journal, and the offsets of its records whose files are all still intact."""
+    journal = runstate.Journal(out_dir)
+    done = {}
+    for key, offset in journal.index().items():
+        if key in keys and runstate.files_intact(out_dir, journal.read(offset).get("_files", {})):
+            done[key] = offset
+    return journal, done
+
+
+def _generate(state: runstate.RunState, bank: dict, settings: dict, counts: list[int], splits: list[list[str]],
+              n_workers: int) -> int:
+    out_dir, workers, out = state.folder, settings["workers"], settings["output"]
+    keys = [(c, s) for c, count in enumerate(counts) for s in range(count)]
+    journal, done = done_samples(out_dir, set(keys))
+    todo = [[s for s in range(count) if (c, s) not in done] for c, count in enumerate(counts)]
+    tasks = plan_tasks(todo, n_workers, workers["chunk_size"], splits)
+    rendering = sum(len(t["samples"]) for t in tasks)
+    if done:
+        log.info("resume: %s of %s already done; rendering the other %d", plural(len(done), "sample"),
+                 len(keys), rendering)
+    log.info("%s in %s on %s", plural(rendering, "sample"), plural(len(tasks), "task"),
+             plural(n_workers, f"{workers['backend']} worker"))
+    for name in output_dirs(out):
+        (out_dir / name).mkdir(parents=True, exist_ok=True)
+    dataset = DatasetWriters(out_dir, bank, settings)
+    jobs = (delayed(render_task)(i, task, bank, settings, str(out_dir)) for i, task in enumerate(tasks))
+
+    def finished(key: tuple[int, int]) -> dict | None:
+        return journal.read(done[key]) if key in done else None
+
     try:
-        parallel = Parallel(return_as="generator_unordered", batch_size=1)
+        with _stopping_workers(_results(jobs, n_workers)) as stream, logging_redirect_tqdm(), \
+                tqdm(total=len(keys), initial=len(done), unit="img", desc="quiltgen", disable=None,
+                     dynamic_ncols=True) as bar:
+            arrivals = _journalled(stream, journal, bar)
+            for record in in_order(keys, finished, arrivals):
+                record.pop("_files", None)
+                dataset.add(record)
+    except TerminatedWorkerError:
+        _abandon(dataset, journal, out_dir)
+        raise SampleError(f"a worker process died (killed, or out of memory); the samples written so far are "
+                          f"kept: finish the run with quiltgen resume={out_dir}, with fewer workers "
+                          f"(workers.n_jobs) if memory is short") from None
+    except OSError as err:
+        _abandon(dataset, journal, out_dir)
+        if err.filename is not None or err.errno is not None:
+            raise SampleError(writers.write_failure(err, out_dir)) from None
+        raise
+    except BaseException:
+        _abandon(dataset, journal, out_dir)
+        raise
+    commit(state, dataset, journal)
+    return rendering
+
+
+def _abandon(dataset: DatasetWriters, journal: runstate.Journal, out_dir: Path) -> None:
+    """After an error or a signal: the workers are stopped by now; keep the journal and the finished samples."""
+    dataset.discard()
+    journal.close()
+    writers.remove_temporaries(out_dir)  # of writes cut short
+
+
+def commit(state: runstate.RunState, dataset: DatasetWriters, journal: runstate.Journal) -> None:
+    """Write the dataset-level files, the manifest last, then mark the run complete; Ctrl-C and SIGTERM wait.
+
+    A failure part-way (a full disk) removes every dataset-level file it made, so none is left without a
+    manifest, and marks the run failed: its samples stay, for a resume.
+    """
+    out_dir = state.folder
+    with runstate.deferred_signals() as arrived:
+        try:
+            dataset.commit()
+        except BaseException as err:
+            dataset.discard()
+            journal.close()
+            clear_leftovers(out_dir)
+            if isinstance(err, OSError):
+                raise SampleError(writers.write_failure(err, out_dir)) from None
+            raise
+        state.finish("complete")
+        journal.remove()
+    if arrived:
+        log.warning("a stop signal arrived during the final commit; the dataset is complete")
+
+
+def dry_run(settings: dict) -> dict:
+    """Check every input and the config and print the plan; renders one sample per class into a temporary
+    folder to measure the disk use, and writes nothing else."""
+    started = time.perf_counter()
+    catalog = scan_inputs(settings)
+    with tempfile.TemporaryDirectory(prefix="quiltgen-dry-run-") as scratch, \
+            parallel_backend(settings["workers"]) as n_workers:
+        scratch = Path(scratch)
+        bank, _ = build_bank(catalog, scratch / "bank", settings, n_workers)
+        counts, splits = plan_samples(bank, settings)
+        for name in output_dirs(settings["output"]):
+            (scratch / "out" / name).mkdir(parents=True, exist_ok=True)
+        probes = [{"class_index": c, "samples": [0], "splits": [splits[c][0]]} for c in range(len(counts))]
+        records = [r for task in probes for r in render_task(0, task, bank, settings, str(scratch / "out"))[1]]
+    per_sample = float(np.mean([sum(r["_files"].values()) for r in records]))
+    log_plan(bank, counts, catalog)
+    per_split, objects, total = split_counts(splits), settings["compose"]["objects"], sum(counts)
+    log.info("dry run: %s (%s), %d-%d objects each, about %.1f MiB on disk (%.0f KiB per sample, measured on "
+             "one sample per class); no dataset was written", plural(total, "sample"),
+             ", ".join(f"{name} {n}" for name, n in per_split.items()), objects["min"], objects["max"],
+             total * per_sample / 2**20, per_sample / 1024)
+    return {"samples": 0, "planned": total, "per_split": per_split, "classes": len(counts),
+            "estimated_bytes": int(total * per_sample), "seconds": round(time.perf_counter() - started, 3),
+            "samples_per_second": 0.0, "dry_run": True}
+
+
+def _journalled(stream: Iterator[tuple], journal: runstate.Journal, bar: tqdm) -> Iterator[list[dict]]:
+    """Each task's records as they arrive, journalled first (so a crash keeps them) and counted on the bar."""
+    for _, records in stream:
+        for record in records:
+            journal.append(record)
+        bar.update(len(records))
+        yield records
+
+
+def _results(jobs: Iterator, n_workers: int, ordered: bool = False) -> Iterator:
+    """Task results as they finish (``ordered``: in submission order). A backend without result streaming
+    (Ray's) runs the tasks in waves of a few per worker instead, so progress still shows and memory stays flat."""
+    try:
+        parallel = Parallel(return_as="generator" if ordered else "generator_unordered", batch_size=1)
     except ValueError:
         parallel = None
     if parallel is not None:
@@ -203,7 +451,7 @@ def _results(jobs: Iterator, n_workers: int) -> Iterator[tuple]:
 
 
 @contextmanager
-def _stopping_workers(stream: Iterator[tuple]) -> Iterator[Iterator[tuple]]:
+def _stopping_workers(stream: Iterator) -> Iterator[Iterator]:
     """Close the result stream on the way out, so an error or a signal in the parent stops the workers now
     (joblib's loky backend kills and joins them) instead of whenever the stream is garbage-collected."""
     try:
@@ -212,9 +460,3 @@ def _stopping_workers(stream: Iterator[tuple]) -> Iterator[Iterator[tuple]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # joblib's note that unfinished tasks were cancelled: that is the point
             stream.close()
-
-
-def _ticking(stream: Iterator[tuple], bar: tqdm) -> Iterator[tuple]:
-    for item in stream:
-        bar.update(len(item[1]))
-        yield item

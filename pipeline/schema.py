@@ -6,10 +6,13 @@ names the full key and the bad value.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
+from difflib import get_close_matches
+from typing import get_origin, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
 
 from pipeline.blend import METHODS as BLEND_METHODS
 from pipeline.errors import ConfigError
@@ -276,6 +279,8 @@ class QuiltgenConfig:
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     seed: int = 0
+    resume: str | None = None
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", f"must be >= 0 (numpy seeds are non-negative), got {self.seed}")
@@ -313,13 +318,49 @@ def _unknown_keys(given: dict, known: dict, prefix: str = "") -> list[str]:
     return found
 
 
+def schema_keys(node: type = None, prefix: str = "") -> dict[str, bool]:
+    """Every dotted key of the schema -> whether any sub-key is allowed below it (a free-form dict)."""
+    node = node or QuiltgenConfig
+    keys = {}
+    for name, hint in get_type_hints(node).items():
+        path = f"{prefix}{name}"
+        origin = get_origin(hint)
+        keys[path] = origin is dict
+        if is_dataclass(hint):
+            keys.update(schema_keys(hint, f"{path}."))
+    return keys
+
+
+def unknown_key_message(path: str) -> str | None:
+    """None if ``path`` names a config key, else one line saying so, with the closest key if there is one."""
+    keys = schema_keys()
+    parts = path.split(".")
+    for n in range(len(parts), 0, -1):
+        head = ".".join(parts[:n])
+        if head in keys:
+            if n == len(parts) or keys[head]:
+                return None
+            break
+    close = get_close_matches(path, list(keys), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"{path}: unknown key; {hint}(`quiltgen --cfg job` prints every key)"
+
+
 def validate(cfg: DictConfig) -> QuiltgenConfig:
     """The composed config as schema objects, with every range checked.
 
+    A config composed without the schema (a run's frozen config replayed with -cp) is merged onto it first.
     ``to_object`` silently drops keys added with ``+key=value``; they are rejected here instead.
     """
+    if OmegaConf.get_type(cfg) is not QuiltgenConfig:
+        try:
+            cfg = OmegaConf.merge(OmegaConf.structured(QuiltgenConfig), cfg)
+        except ConfigKeyError as err:
+            raise ConfigError(unknown_key_message(err.full_key) or f"{err.full_key}: {err.msg}") from None
+        except ValidationError as err:
+            raise ConfigError(f"{err.full_key}: {err.msg}") from None
     config = OmegaConf.to_object(cfg)
     unknown = _unknown_keys(OmegaConf.to_container(cfg, resolve=True), asdict(config))
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown key; see `quiltgen --cfg job` for the valid keys")
+        raise ConfigError(unknown_key_message(unknown[0]) or f"{unknown[0]}: unknown key")
     return config

@@ -11,6 +11,7 @@ shrunk to just cover one quilt cell. Workers open the files read-only with ``mma
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Callable
@@ -267,99 +268,146 @@ def check_room(smallest_areas: list[float], settings: dict) -> None:
                          f"(augment.scale / augment.area) or allow more overlap (compose.max_occlusion)")
 
 
-def _save(bank_dir: Path, name: str, array: np.ndarray) -> str:
-    path = bank_dir / f"{name}.npy"
-    np.save(path, array)
-    return str(path)
-
-
-def _load_or_skip(path_for_log: Path, on_bad_file: str, skipped: list[str], loader: Callable[..., np.ndarray],
-                  *args) -> np.ndarray | None:
-    try:
-        return loader(*args)
-    except InputError as err:
-        if on_bad_file != "skip":
-            raise InputError(f"{err} (set input.on_bad_file=skip to skip bad files)") from None
-        log.warning("skipping %s: %s <input.on_bad_file=skip>", path_for_log, err)
-        skipped.append(str(path_for_log))
-        return None
-
-
-def _bank_object(obj: np.ndarray, hull: np.ndarray, bank_dir: Path, name: str, source: ObjectSource,
-                 root: Path) -> dict:
-    return {
-        "file": _save(bank_dir, name, obj),
-        "photo": _relative(source.photo, root),
-        "mask": _relative(source.mask, root) if source.mask else None,
-        "hull": hull.tolist(),
-    }
-
-
-def _measure(obj: np.ndarray, source: ObjectSource, grid: np.ndarray, settings: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The object's mask hull and its box sizes under every allowed transform, after checking that it can fit."""
-    hull = mask_hull(obj[:, :, 3])
-    extents = hull_extents(hull, grid)
-    check_fits(extents, source, settings["augment"], settings["quilt"], settings["compose"])
-    return hull, extents
-
-
 def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
 
 
-def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
-    """Decode every input once, check it, and save it under ``bank_dir``; returns a plain-dict index."""
-    inp, quilt = settings["input"], settings["quilt"]
-    bank_dir.mkdir(parents=True, exist_ok=True)
-    root = catalog.root
-    grid = transform_grid(settings["augment"])  # the same for every object: built once
-    classes, smallest_areas = [], []
+def file_record(path: Path, root: Path) -> dict:
+    """An input file's identity for run.json: path (relative to the input root), size and sha256."""
+    data = path.read_bytes()
+    return {"path": _relative(path, root), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _hashed(files: list[tuple[Path | None, str]], root: Path) -> list[dict]:
+    """``file_record`` of each (path, kind) that exists; a missing or unreadable one is reported by the decode."""
+    records = []
+    for path, kind in files:
+        try:
+            if path is not None:
+                records.append({**file_record(path, root), "kind": kind})
+        except OSError:
+            pass
+    return records
+
+
+def _measure(obj: np.ndarray, source: ObjectSource, settings: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The object's mask hull and its box sizes under every allowed transform, after checking that it can fit."""
+    hull = mask_hull(obj[:, :, 3])
+    extents = hull_extents(hull, transform_grid(settings["augment"]))
+    check_fits(extents, source, settings["augment"], settings["quilt"], settings["compose"])
+    return hull, extents
+
+
+def object_task(kind: str, source: ObjectSource, root: Path, bank_file: str, settings: dict) -> dict:
+    """Decode, check and bank one object photo (kind 'object') or distractor; runs in a worker.
+
+    Returns the bank entry (``entry``), the input files read (``inputs``) and, for a bad file, ``error``.
+    """
+    inputs = _hashed([(source.photo, "photo" if kind == "object" else kind), (source.mask, "mask")], root)
+    try:
+        obj = load_object(source, settings["input"]["mask_threshold"])
+        hull, extents = _measure(obj, source, settings)
+    except InputError as err:
+        return {"inputs": inputs, "error": str(err), "file": _relative(source.photo, root)}
+    np.save(bank_file, obj)
+    entry = {"file": bank_file, "photo": _relative(source.photo, root),
+             "mask": _relative(source.mask, root) if source.mask else None, "hull": hull.tolist()}
+    if kind == "object":
+        entry["smallest_area"] = smallest_box_area(extents, settings["augment"], settings["quilt"])
+    return {"inputs": inputs, "entry": entry}
+
+
+def background_task(path: Path, root: Path, bank_file: str, settings: dict) -> dict:
+    """Decode one background, shrink it to cover the largest quilt cell at the largest zoom, bank it."""
+    inputs = _hashed([(path, "background")], root)
+    try:
+        img = read_image(path)
+    except InputError as err:
+        return {"inputs": inputs, "error": str(err), "file": _relative(path, root)}
+    cell = largest_cell(settings["quilt"])
+    small = f"{img.shape[1]}x{img.shape[0]}" if img.shape[1] < cell[0] or img.shape[0] < cell[1] else None
+    cover = [math.ceil(extent * settings["quilt"]["zoom"]["max"]) for extent in cell]
+    img = fit_background(img, *cover)
+    np.save(bank_file, img)
+    entry = {"file": bank_file, "source": _relative(path, root), "size": [int(img.shape[1]), int(img.shape[0])]}
+    return {"inputs": inputs, "entry": entry, "small": small}
+
+
+def largest_cell(quilt: dict) -> list[int]:
+    cells = tile_grid(quilt["width"], quilt["height"], quilt["rows"], quilt["cols"])
+    return [max(c[i + 2] - c[i] for c in cells) for i in (0, 1)]
+
+
+def decode_jobs(catalog: Catalog, bank_dir: Path, settings: dict) -> list[tuple[str, str, object, tuple]]:
+    """Every per-file decode as (kind, name, function, args): the caller runs them on its workers."""
+    root, jobs = catalog.root, []
     for class_idx, name in enumerate(catalog.classes):
-        objects = []
-        for source in catalog.objects[name]:
-            obj = _load_or_skip(source.photo, inp["on_bad_file"], catalog.skipped,
-                                load_object, source, inp["mask_threshold"])
-            if obj is None:
-                continue
-            hull, extents = _measure(obj, source, grid, settings)
-            smallest_areas.append(smallest_box_area(extents, settings["augment"], quilt))
-            objects.append(_bank_object(obj, hull, bank_dir, f"object_{class_idx:04d}_{len(objects):05d}", source,
-                                        root))
-        if not objects:
+        for obj_idx, source in enumerate(catalog.objects[name]):
+            bank_file = str(bank_dir / f"object_{class_idx:04d}_{obj_idx:05d}.npy")
+            jobs.append(("object", name, object_task, ("object", source, root, bank_file, settings)))
+    for n, source in enumerate(catalog.distractors):
+        bank_file = str(bank_dir / f"distractor_{n:05d}.npy")
+        jobs.append(("distractor", "", object_task, ("distractor", source, root, bank_file, settings)))
+    for n, path in enumerate(catalog.backgrounds):
+        bank_file = str(bank_dir / f"background_{n:05d}.npy")
+        jobs.append(("background", "", background_task, (path, root, bank_file, settings)))
+    return jobs
+
+
+MAX_LISTED_ERRORS = 20
+
+
+def bad_files_report(errors: list[str]) -> str:
+    """Every bad input at once (up to a limit), so one rerun fixes them all."""
+    shown = errors[:MAX_LISTED_ERRORS]
+    more = f"\n  ... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
+    files = "file" if len(errors) == 1 else "files"
+    return (f"{len(errors)} bad input {files} (fix or remove them, or set input.on_bad_file=skip to skip them):\n  "
+            + "\n  ".join(shown) + more)
+
+
+def assemble_bank(catalog: Catalog, jobs: list, results: list[dict], settings: dict) -> tuple[dict, list[dict]]:
+    """The bank index from the decode results (in job order), and every input file read.
+
+    Bad files stop the run all together (input.on_bad_file=error) or are skipped with a warning.
+    """
+    inp, root = settings["input"], catalog.root
+    errors, inputs, small = [], [], []
+    objects: dict[str, list[dict]] = {name: [] for name in catalog.classes}
+    distractors, backgrounds = [], []
+    for (kind, name, _, _), result in zip(jobs, results, strict=True):
+        inputs += result["inputs"]
+        if "error" in result:
+            errors.append(result["error"])
+            catalog.skipped.append(result["file"])
+            continue
+        if kind == "object":
+            objects[name].append(result["entry"])
+        elif kind == "distractor":
+            distractors.append(result["entry"])
+        else:
+            backgrounds.append(result["entry"])
+            if result["small"]:
+                small.append(f"{result['entry']['source']} ({result['small']})")
+    if errors and inp["on_bad_file"] != "skip":
+        raise InputError(bad_files_report(errors))
+    for error in errors:
+        log.warning("skipping %s <input.on_bad_file=skip>", error)
+    for name in catalog.classes:
+        if not objects[name]:
             raise InputError(f"{root / inp['photo_dir'] / name}: class '{name}' has no usable photos left "
                              f"after skipping bad files")
-        classes.append({"name": name, "objects": objects})
-    check_room(smallest_areas, settings)
-    distractors = []
-    for source in catalog.distractors:
-        obj = _load_or_skip(source.photo, inp["on_bad_file"], catalog.skipped,
-                            load_object, source, inp["mask_threshold"])
-        if obj is not None:
-            hull, _ = _measure(obj, source, grid, settings)
-            distractors.append(_bank_object(obj, hull, bank_dir, f"distractor_{len(distractors):05d}", source, root))
     if catalog.distractors and not distractors:
-        raise InputError(f"{catalog.distractors[0].photo.parent}: no usable distractors left after skipping bad files")
-    # Backgrounds only ever fill one cell, zoomed in at most zoom.max: shrink them to that once, here,
-    # so that a tile is usually a plain copy rather than a full-image resize per sample.
-    cells = tile_grid(quilt["width"], quilt["height"], quilt["rows"], quilt["cols"])
-    cell = [max(c[i + 2] - c[i] for c in cells) for i in (0, 1)]  # the largest cell's width and height
-    cover = [math.ceil(extent * quilt["zoom"]["max"]) for extent in cell]
-    backgrounds, enlarged = [], []
-    for path in catalog.backgrounds:
-        img = _load_or_skip(path, inp["on_bad_file"], catalog.skipped, read_image, path)
-        if img is None:
-            continue
-        if img.shape[1] < cell[0] or img.shape[0] < cell[1]:
-            enlarged.append(f"{_relative(path, root)} ({img.shape[1]}x{img.shape[0]})")
-        img = fit_background(img, *cover)
-        backgrounds.append({
-            "file": _save(bank_dir, f"background_{len(backgrounds):05d}", img),
-            "source": _relative(path, root),
-            "size": [int(img.shape[1]), int(img.shape[0])],
-        })
+        raise InputError(f"{catalog.distractors[0].photo.parent}: no usable distractors left after skipping "
+                         f"bad files")
     if not backgrounds:
         raise InputError(f"{root / inp['background_dir']}: no usable backgrounds left after skipping bad files")
-    if enlarged:
-        log.warning("%d backgrounds are smaller than a %dx%d quilt cell and will be enlarged (blurry tiles): %s%s",
-                    len(enlarged), *cell, ", ".join(enlarged[:3]), ", ..." if len(enlarged) > 3 else "")
-    return {"root": str(root), "classes": classes, "backgrounds": backgrounds, "distractors": distractors}
+    check_room([o.pop("smallest_area") for name in catalog.classes for o in objects[name]], settings)
+    if small:
+        cell = largest_cell(settings["quilt"])
+        log.warning("%d background%s smaller than a %dx%d quilt cell and will be enlarged (blurry tiles): %s%s",
+                    len(small), " is" if len(small) == 1 else "s are", *cell, ", ".join(small[:3]),
+                    ", ..." if len(small) > 3 else "")
+    bank = {"root": str(root), "classes": [{"name": name, "objects": objects[name]} for name in catalog.classes],
+            "backgrounds": backgrounds, "distractors": distractors}
+    return bank, inputs

@@ -38,10 +38,26 @@ def atomic_write(path: Path | str, data: bytes) -> None:
         with fh:
             fh.write(data)
         os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if err.filename is None:  # a failed write() or close() (a full disk) names no file: name the one meant
+            raise OSError(err.errno, err.strerror, path) from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_failure(err: OSError, out_dir: str | Path) -> str:
+    """One line for a file that could not be written: which, why, and the free space left."""
+    try:
+        free = f"{shutil.disk_usage(out_dir).free / 2**20:.0f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return (f"cannot write {err.filename}: {err.strerror} ({free} in {out_dir}); free some space or fix the "
+            f"folder's permissions, then finish the run with: quiltgen resume={out_dir}")
 
 
 def remove_temporaries(folder: Path) -> None:

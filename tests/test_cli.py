@@ -32,7 +32,8 @@ def test_cfg_job_prints_the_full_config_from_any_directory(tmp_path):
     out = quiltgen(tmp_path, "--cfg", "job", "seed=5").stdout
     cfg = yaml.safe_load(out)
     assert cfg["seed"] == 5 and cfg["quilt"]["rows"] == 2 and cfg["augment"]["scale"]["max"] == 2.0
-    assert set(cfg) == {"input", "quilt", "augment", "compose", "output", "workers", "samples", "seed"}
+    assert set(cfg) == {"input", "quilt", "augment", "compose", "output", "workers", "samples", "seed", "resume",
+                        "dry_run"}
 
 
 def test_console_script_writes_a_run_dir_with_frozen_config(tmp_path, layout):
@@ -114,7 +115,8 @@ def test_sigterm_stops_cleanly_leaving_no_partial_files(tmp_path, layout):
     proc.terminate()
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
-    assert "quiltgen: terminated (SIGTERM): the images written so far are kept" in stderr
+    assert f"quiltgen: terminated (SIGTERM): the samples written so far are kept; finish the run with: " \
+           f"quiltgen resume={out}" in stderr
     assert "Traceback" not in stderr
     left = sorted(str(p.relative_to(out)) for p in out.rglob("*")
                   if p.name.startswith(".bank-") or p.name.endswith((".tmp", ".partial")))
@@ -129,7 +131,7 @@ def test_a_finished_run_folder_is_refused_and_keeps_its_frozen_config(tmp_path, 
     proc = quiltgen(tmp_path, f"input.root={layout}", "samples.per_class=2", "seed=9", f"hydra.run.dir={out}",
                     *QUICK, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert f"quiltgen: error: hydra.run.dir: {out} already holds manifest.jsonl" in proc.stderr
+    assert f"quiltgen: error: hydra.run.dir: {out} already holds a complete dataset" in proc.stderr
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # .hydra/config.yaml included
 
 
@@ -140,5 +142,5 @@ def test_a_used_sweep_folder_is_refused_before_any_job_runs(tmp_path, layout):
     before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
     proc = quiltgen(tmp_path, *args, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert f"quiltgen: error: hydra.run.dir: {sweep / '0'} already holds manifest.jsonl" in proc.stderr
+    assert f"quiltgen: error: hydra.sweep.dir: {sweep} already holds a sweep (multirun.yaml)" in proc.stderr
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before  # multirun.yaml included

@@ -38,6 +38,10 @@ def rel(*parts: str) -> str:
 
 
 def assert_no_output(out: Path) -> None:
+    """Nothing but run.json, which records the failure."""
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "failed" and record["error"], record
+    (out / "run.json").unlink()
     names = sorted(p.name for p in out.iterdir())
     for entry in OUTPUT_ENTRIES:
         assert entry not in names, f"{entry} left in {out}: {names}"
@@ -170,7 +174,7 @@ def test_backgrounds_smaller_than_a_cell_are_used_with_a_warning(generate, layou
     cv2.imwrite(str(layout / "back" / "tiny.jpg"), np.full((6, 8, 3), 90, np.uint8))
     out = generate(layout, "samples.per_class=2")
     assert (out / "manifest.jsonl").exists()
-    assert "1 backgrounds are smaller than a 160x120 quilt cell and will be enlarged (blurry tiles): " \
+    assert "1 background is smaller than a 160x120 quilt cell and will be enlarged (blurry tiles): " \
            "back/tiny.jpg (8x6)" in caplog.text
 
 

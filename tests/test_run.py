@@ -44,8 +44,8 @@ def test_per_class_gives_exactly_that_many(layout, generate):
 def test_a_folder_holding_a_dataset_is_refused_and_left_as_it_was(layout, generate, tmp_path):
     out = generate(layout, "samples.per_class=2")
     before = tree_digest(out)
-    with pytest.raises(ConfigError, match=r"^hydra.run.dir: .* already holds manifest.jsonl, images, previews, "
-                                          r"annotations, yolo from an earlier run"):
+    with pytest.raises(ConfigError, match=r"^hydra.run.dir: .* already holds a complete dataset; give each run a "
+                                          r"new folder"):
         generate(layout, "samples.per_class=3", "seed=1", out=out)
     assert tree_digest(out) == before and not list(out.glob(".bank-*"))
 
@@ -152,8 +152,8 @@ def test_a_failed_write_names_the_output_file_not_the_photo(layout, tmp_path, mo
     monkeypatch.setattr(writers, "atomic_write", full_disk)
     cfg = make_config([*SMALL, f"input.root={layout}", "workers.backend=sequential"])
     out = tmp_path / "out"
-    with pytest.raises(SampleError, match=rf"^cannot write {out}/images/cat/000000.jpg: No space left on device; "
-                                          r"check the free space and permissions of the output folder"):
+    with pytest.raises(SampleError, match=rf"^cannot write {out}/images/cat/000000.jpg: No space left on device "
+                                          rf"\(\d+ MiB free in {out}\); free some space .* quiltgen resume={out}$"):
         run(cfg, out)
     assert not (out / "manifest.jsonl").exists()
 
@@ -167,15 +167,17 @@ def test_demo_set_is_created_and_used_when_no_input_is_given(tmp_path, generate)
     assert len(list((demo_root / "back").iterdir())) == 4
 
 
-def test_plan_splits_classes_into_chunks_that_cover_every_sample():
+def test_plan_splits_classes_into_chunks_that_cover_every_sample_to_render():
     counts = [100, 3, 0, 17]
     splits = [[f"s{c}-{i}" for i in range(n)] for c, n in enumerate(counts)]
-    tasks = plan_tasks(counts, n_workers=2, chunk_size=None, splits=splits)
+    todo = [list(range(n)) for n in counts]
+    todo[3] = [0, 5, 16]  # a resume renders only what is missing
+    tasks = plan_tasks(todo, n_workers=2, chunk_size=None, splits=splits)
     covered = {c: [] for c in range(4)}
     for t in tasks:
-        covered[t["class_index"]] += range(t["start"], t["stop"])
-        assert t["splits"] == [f"s{t['class_index']}-{i}" for i in range(t["start"], t["stop"])]
-    assert covered == {0: list(range(100)), 1: [0, 1, 2], 2: [], 3: list(range(17))}
+        covered[t["class_index"]] += t["samples"]
+        assert t["splits"] == [f"s{t['class_index']}-{i}" for i in t["samples"]]
+    assert covered == {0: list(range(100)), 1: [0, 1, 2], 2: [], 3: [0, 5, 16]}
     assert len(tasks) >= 8  # a big class is split so two workers both stay busy
 
 
@@ -185,6 +187,11 @@ def test_local_backends_report_the_configured_worker_count():
             assert n_workers == expected, (backend, n_jobs)
 
 
-def test_in_order_restores_task_order_from_any_arrival_order():
-    arrivals = [(2, "c"), (0, "a"), (3, "d"), (1, "b")]
-    assert list(in_order(iter(arrivals))) == [(0, "a"), (1, "b"), (2, "c"), (3, "d")]
+def test_in_order_merges_finished_and_arriving_records_in_sample_order():
+    def record(c, s):
+        return {"class_index": c, "sample_index": s}
+
+    keys = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    finished = {(0, 1): record(0, 1), (1, 0): record(1, 0)}  # from the journal of an interrupted run
+    arrivals = iter([[record(1, 1)], [record(0, 2), record(0, 0)]])
+    assert [(r["class_index"], r["sample_index"]) for r in in_order(keys, finished.get, arrivals)] == keys

@@ -1,0 +1,175 @@
+"""The command line before and around Hydra: replays, resumes, and one-line answers to what Hydra would
+answer with a traceback (a YAML error) or with advice that does not fit quiltgen (add ``+`` to a typo).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import runstate
+from pipeline.errors import ConfigError
+from pipeline.schema import unknown_key_message
+
+log = logging.getLogger("quiltgen")
+
+CONFIG_PATH_FLAGS = ("-cp", "--config-path")
+CONFIG_DIR_FLAGS = ("-cd", "--config-dir")
+# What quiltgen's own config.yaml selects for Hydra; a replayed frozen config has no defaults list, so a
+# replay asks for them on the command line.
+HYDRA_CHOICES = ("hydra/output=quiltgen", "hydra/help=quiltgen")
+
+
+def is_run_record(folder: str | Path) -> bool:
+    """A run's .hydra/ folder: Hydra's frozen config.yaml beside its hydra.yaml."""
+    folder = Path(folder)
+    return (folder / "config.yaml").is_file() and (folder / "hydra.yaml").is_file()
+
+
+def _flag_value(args: list[str], i: int) -> tuple[str | None, str | None, int]:
+    """(flag, value, args consumed) of a -cp/-cd style flag at ``args[i]``, else (None, None, 1)."""
+    arg = args[i]
+    for flag in (*CONFIG_PATH_FLAGS, *CONFIG_DIR_FLAGS):
+        if arg == flag and i + 1 < len(args):
+            return flag, args[i + 1], 2
+        if arg.startswith(f"{flag}="):
+            return flag, arg.split("=", 1)[1], 1
+    return None, None, 1
+
+
+def prepare_argv(args: list[str], conf_dir: str) -> list[str]:
+    """The arguments Hydra should see, after checking what Hydra would report badly.
+
+    - ``-cp <run>/.hydra`` (or ``-cd``, which would silently compose quiltgen's own config instead) replays
+      that run's frozen config with quiltgen's Hydra settings (run folder naming, the folder claim);
+    - every YAML file Hydra may read is parsed first, so a syntax error is one line with file and line;
+    - ``key=~/path`` is expanded (Hydra's grammar reads ``~`` as an operator);
+    - a misspelt key gets the closest real key instead of Hydra's advice to add it with ``+``.
+    """
+    out, config_dirs, replay = [], [Path(conf_dir)], False
+    i = 0
+    while i < len(args):
+        flag, value, used = _flag_value(args, i)
+        if flag is None:
+            out.append(_expand_home(args[i]))
+        else:
+            path = Path(os.path.expanduser(value)).absolute()
+            config_dirs.append(path)
+            if is_run_record(path):
+                replay = True
+                out += ["--config-path", str(path)]
+            else:
+                out += [flag, str(path) if flag in CONFIG_DIR_FLAGS else value]
+        i += used
+    for arg in out:
+        if arg.startswith("hydra.searchpath="):
+            config_dirs += [Path(p.removeprefix("file://")) for p in _list_value(arg) if p.startswith("file://")]
+    check_yaml_files(config_dirs)
+    check_override_keys(out, conf_dir)
+    if replay:
+        first = next((n for n, arg in enumerate(out) if "=" in arg and not arg.startswith("-")), len(out))
+        out[first:first] = [f"hydra.searchpath=[file://{conf_dir}]", *HYDRA_CHOICES]
+    return out
+
+
+def _list_value(arg: str) -> list[str]:
+    value = arg.split("=", 1)[1].strip()
+    return [p.strip().strip("'\"") for p in value.strip("[]").split(",") if p.strip()]
+
+
+def _expand_home(arg: str) -> str:
+    if arg.startswith(("-", "~")) or "=" not in arg:
+        return arg
+    key, value = arg.split("=", 1)
+    if value == "~" or value.startswith("~/"):
+        return f"{key}={os.path.expanduser(value)}"
+    return arg
+
+
+def check_yaml_files(folders: list[Path]) -> None:
+    """Parse every YAML file below the config folders; a syntax error stops here with file and line."""
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*.yaml")):
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    yaml.safe_load(fh)
+            except yaml.MarkedYAMLError as err:
+                mark = err.problem_mark or err.context_mark
+                where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                raise ConfigError(f"{path}{where}: invalid YAML: {err.problem or err.context}; fix the file") from None
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+                raise ConfigError(f"{path}: cannot read it as YAML ({err}); fix or remove the file") from None
+
+
+def config_groups(conf_dir: str) -> dict[str, list[str]]:
+    """Config groups of quiltgen's conf/ and their options (schemas left out)."""
+    groups = {}
+    for folder in sorted(Path(conf_dir).iterdir()):
+        if folder.is_dir() and folder.name != "hydra" and not folder.name.startswith("_"):
+            groups[folder.name] = sorted(p.stem for p in folder.glob("*.yaml"))
+    return groups
+
+
+def check_override_keys(args: list[str], conf_dir: str) -> None:
+    """Refuse a ``key=value`` override whose key is not in the schema, naming the closest key."""
+    groups = config_groups(conf_dir)
+    for arg in args:
+        if arg.startswith(("-", "+", "~")) or "=" not in arg:
+            continue
+        key = arg.split("=", 1)[0]
+        if key.startswith(("hydra.", "hydra/")) or key in groups or "/" in key:
+            continue
+        message = unknown_key_message(key)
+        if message:
+            raise ConfigError(message)
+
+
+def register_resolvers(conf_dir: str) -> None:
+    """``${quiltgen_groups:}`` for the --help text: the presets, without the internal schema entries."""
+    def groups() -> str:
+        return "\n".join(f"  {name}: {', '.join(options)}" for name, options in config_groups(conf_dir).items())
+
+    OmegaConf.register_new_resolver("quiltgen_groups", groups, replace=True)
+
+
+# --- resume and replay
+
+
+# What a resume may change: where and how the work runs, never what it makes.
+RESUME_OVERRIDES = ("resume", "workers")
+
+
+def check_resume_overrides(task_overrides: list[str]) -> None:
+    """A resume runs the run's own config: only ``resume`` and ``workers`` overrides make sense with it."""
+    extra = [o for o in task_overrides
+             if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0].split("/", 1)[0] not in RESUME_OVERRIDES]
+    if extra:
+        raise ConfigError(f"resume: a resume finishes the run with its own config; drop {' '.join(extra)} "
+                          f"(only workers.* may change), or start a new run with them")
+
+
+def frozen_config(folder: Path) -> DictConfig:
+    """The config a run was started with: its .hydra/config.yaml, else the config in its run.json."""
+    path = folder / ".hydra" / "config.yaml"
+    if path.is_file():
+        return OmegaConf.load(path)
+    record = runstate.read_run(folder) or {}
+    if "config" in record:
+        return OmegaConf.create(record["config"])
+    raise ConfigError(f"resume: {folder} has neither .hydra/config.yaml nor a config in run.json; it cannot be "
+                      f"resumed: delete it and start the run again")
+
+
+def replayed_run(hydra_cfg) -> Path | None:
+    """The run folder whose frozen config this command replays (-cp <run>/.hydra), if any."""
+    for source in hydra_cfg.runtime.config_sources:
+        if source.provider == "main" and source.schema == "file" and is_run_record(source.path):
+            folder = Path(source.path).parent
+            return folder if (folder / runstate.RUN_FILE).exists() else None
+    return None
+
