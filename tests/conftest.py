@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -87,3 +91,41 @@ def generate(tmp_path):
         return out
 
     return _generate
+
+
+DASK_CLI = Path(sys.executable).parent / "dask"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dask_scheduler(tmp_path):
+    """A scheduler and two single-thread workers as separate processes on loopback."""
+    distributed = pytest.importorskip("distributed")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    logs = open(tmp_path / "dask.log", "w")  # noqa: SIM115 - closed in teardown
+    procs = [subprocess.Popen([str(DASK_CLI), "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                               "--no-dashboard"], stdout=logs, stderr=logs)]
+    procs.append(subprocess.Popen([str(DASK_CLI), "worker", address, "--nworkers", "2", "--nthreads", "1",
+                                   "--host", "127.0.0.1", "--no-dashboard"], stdout=logs, stderr=logs))
+    try:
+        with distributed.Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        deadline = time.monotonic() + 20
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        logs.close()
+
+

@@ -1,51 +1,12 @@
 """The same tasks on other joblib backends give the same bytes as loky."""
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import tree_digest
+from tests.conftest import free_port, tree_digest
 
 pytestmark = pytest.mark.slow
 distributed = pytest.importorskip("distributed")
 
-DASK_CLI = Path(sys.executable).parent / "dask"
 ARGS = ("samples.per_class=5", "seed=4")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def dask_scheduler(tmp_path):
-    """A scheduler and two single-thread workers as separate processes on loopback."""
-    address = f"tcp://127.0.0.1:{free_port()}"
-    logs = open(tmp_path / "dask.log", "w")  # noqa: SIM115 - closed in teardown
-    procs = [subprocess.Popen([str(DASK_CLI), "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-                               "--no-dashboard"], stdout=logs, stderr=logs)]
-    procs.append(subprocess.Popen([str(DASK_CLI), "worker", address, "--nworkers", "2", "--nthreads", "1",
-                                   "--host", "127.0.0.1", "--no-dashboard"], stdout=logs, stderr=logs))
-    try:
-        with distributed.Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        deadline = time.monotonic() + 20
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        logs.close()
 
 
 def test_dask_cluster_on_loopback_matches_loky(layout, generate, dask_scheduler):

@@ -1,0 +1,325 @@
+"""Runs you can trust, with real processes: replay, resume after every kind of stop, one writer per folder,
+clean ends, run.json, dry runs and one-line errors."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psutil
+import pytest
+import yaml
+
+from pipeline.errors import ConfigError, InputError, SampleError
+from pipeline.runner import run
+from tests.conftest import SMALL, make_config, make_layout, tree_digest
+
+pytestmark = pytest.mark.slow
+
+QUICK = ["quilt.width=320", "quilt.height=240"]
+# Enough samples that a stop lands mid-run, few enough for a quick test.
+LONG = ["samples.per_class=80", "seed=5", "output.preview_every=4"]
+
+
+def quiltgen(cwd, *args, env=None, check=True, timeout=180):
+    proc = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def start(cwd, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def journal_lines(out: Path) -> int:
+    try:
+        return (out / ".journal.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_samples(proc: subprocess.Popen, out: Path, count: int = 12, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while journal_lines(out) < count and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.fail(f"the run ended before it could be stopped: {proc.communicate()[1]}")
+
+
+def status(out: Path) -> str:
+    return json.loads((out / "run.json").read_text())["status"]
+
+
+def leftovers(out: Path) -> list[str]:
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                  if p.name.startswith((".bank-", ".journal")) or p.name.endswith((".tmp", ".partial")))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    return make_layout(tmp_path_factory.mktemp("trust") / "input")
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory) -> dict:
+    """The tree of an uninterrupted run of the LONG config."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    run(make_config([*SMALL, f"input.root={inputs}", *LONG]), out)
+    return tree_digest(out)
+
+
+def loky_workers(parent: int) -> list[psutil.Process]:
+    try:
+        children = psutil.Process(parent).children()
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in children if "popen_loky" in " ".join(p.cmdline())]
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "kill-parent", "kill-worker"])
+def test_resume_after_any_stop_gives_the_uninterrupted_tree(tmp_path, inputs, reference, stop):
+    out = tmp_path / "run"
+    proc = start(tmp_path, f"input.root={inputs}", *QUICK, *LONG, "workers.n_jobs=2", f"hydra.run.dir={out}")
+    wait_for_samples(proc, out)
+    workers = loky_workers(proc.pid)
+    if stop == "sigterm":
+        proc.terminate()
+    elif stop == "kill-parent":
+        proc.kill()
+    else:
+        workers[0].kill()
+    _, stderr = proc.communicate(timeout=60)
+    if stop == "kill-parent":  # the orphaned workers notice and exit
+        gone, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, f"workers outlived their parent: {alive}"
+        assert status(out) == "running"  # nobody could say otherwise; the claim lock is gone with the process
+    else:
+        assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+        assert f"quiltgen resume={out}" in stderr
+        expected = {"sigterm": (143, "interrupted", "quiltgen: terminated (SIGTERM): the samples written so far "
+                                                     "are kept"),
+                    "kill-worker": (1, "failed", "quiltgen: error: a worker process died (killed, or out of memory)")}
+        code, state, message = expected[stop]
+        assert proc.returncode == code and status(out) == state and message in stderr, stderr
+        assert leftovers(out) == [".journal.jsonl"]
+    assert not (out / "manifest.jsonl").exists()
+    assert journal_lines(out) < 160
+    if stop == "sigterm":
+        refused = quiltgen(tmp_path, f"input.root={inputs}", *QUICK, f"hydra.run.dir={out}", check=False)
+        assert refused.returncode == 1 and "holds an unfinished run" in refused.stderr
+        assert f"quiltgen resume={out}" in refused.stderr
+
+    resumed = quiltgen(tmp_path, f"resume={out}", "workers.n_jobs=2")
+    assert "already done; rendering the other" in resumed.stdout
+    assert tree_digest(out) == reference
+    assert status(out) == "complete" and leftovers(out) == []
+    frozen = yaml.safe_load((out / ".hydra" / "config.yaml").read_text())
+    assert frozen["resume"] is None  # the run's own frozen config is untouched by the resume
+    if stop == "sigterm":
+        again = quiltgen(tmp_path, f"resume={out}")
+        assert "is already complete" in again.stdout and tree_digest(out) == reference
+
+
+def test_resume_on_dask_after_sigterm_gives_the_uninterrupted_tree(tmp_path, inputs, reference, dask_scheduler):
+    out = tmp_path / "run"
+    dask = ["workers=dask", f"workers.scheduler_address={dask_scheduler}"]
+    proc = start(tmp_path, f"input.root={inputs}", *QUICK, *LONG, *dask, f"hydra.run.dir={out}")
+    wait_for_samples(proc, out)
+    proc.terminate()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and status(out) == "interrupted", stderr
+    quiltgen(tmp_path, f"resume={out}", *dask)
+    assert tree_digest(out) == reference and status(out) == "complete"
+
+
+def test_two_runs_started_into_one_folder_exactly_one_writes_it(tmp_path, inputs):
+    out = tmp_path / "run"
+    procs = {seed: start(tmp_path, f"input.root={inputs}", *QUICK, "samples.per_class=3", f"seed={seed}",
+                         "workers.n_jobs=1", f"hydra.run.dir={out}") for seed in (1, 2)}
+    results = {seed: (proc.communicate(timeout=120)[1], proc.returncode)[::-1] for seed, proc in procs.items()}
+    winners = [seed for seed, (code, _) in results.items() if code == 0]
+    assert len(winners) == 1, results
+    (loser,) = set(results) - set(winners)
+    code, stderr = results[loser]
+    assert code == 1 and len(stderr.strip().splitlines()) == 1 and stderr.startswith("quiltgen: error: hydra.run.dir")
+    assert yaml.safe_load((out / ".hydra" / "config.yaml").read_text())["seed"] == winners[0]
+    alone = tmp_path / "alone"
+    run(make_config([*SMALL, f"input.root={inputs}", "samples.per_class=3", f"seed={winners[0]}"]), alone)
+    assert tree_digest(out) == tree_digest(alone)
+
+
+def test_replay_from_the_frozen_config_gives_the_same_bytes(tmp_path, inputs):
+    first = tmp_path / "first"
+    quiltgen(tmp_path, f"input.root={inputs}", *QUICK, "samples.per_class=3", "seed=9", "augment.rotation.max=40",
+             "workers.n_jobs=1", f"hydra.run.dir={first}")
+    replays = {"cp": ["-cp", str(first / ".hydra"), "-cn", "config"], "cd": ["-cd", str(first / ".hydra"), "-cn",
+                                                                            "config"]}
+    for name, flags in replays.items():
+        out = tmp_path / name
+        proc = quiltgen(tmp_path, *flags, f"hydra.run.dir={out}")
+        assert tree_digest(out) == tree_digest(first), name  # never the demo set, never seed 0
+        assert (out / "quiltgen.log").exists() and status(out) == "complete"
+        assert "changed since that run" not in proc.stdout
+    cv2.imwrite(str(inputs / "back" / "extra.jpg"), np.full((240, 320, 3), 30, np.uint8))
+    try:
+        proc = quiltgen(tmp_path, "-cp", str(first / ".hydra"), f"hydra.run.dir={tmp_path / 'changed'}")
+    finally:
+        (inputs / "back" / "extra.jpg").unlink()
+    assert "1 input file changed since that run, so the images will differ: back/extra.jpg (added)" in proc.stdout
+
+
+def test_resume_refuses_a_changed_config_or_input_and_other_overrides(tmp_path):
+    layout = make_layout(tmp_path / "input")
+    out = tmp_path / "run"
+    proc = start(tmp_path, f"input.root={layout}", *QUICK, *LONG, "workers.n_jobs=2", f"hydra.run.dir={out}")
+    wait_for_samples(proc, out, 4)
+    proc.terminate()
+    proc.communicate(timeout=60)
+    extra = quiltgen(tmp_path, f"resume={out}", "seed=6", check=False)
+    assert extra.returncode == 1 and "quiltgen: error: resume: a resume finishes the run with its own config; " \
+                                      "drop seed=6" in extra.stderr
+    frozen = out / ".hydra" / "config.yaml"
+    original = frozen.read_text()
+    frozen.write_text(original.replace("seed: 5", "seed: 7"))
+    edited = quiltgen(tmp_path, f"resume={out}", check=False)
+    assert edited.returncode == 1 and "the config differs from the one" in edited.stderr
+    assert "seed: 5 -> 7" in edited.stderr
+    frozen.write_text(original)
+    photo = layout / "photo" / "cat" / "0.png"
+    cv2.imwrite(str(photo), 255 - cv2.imread(str(photo)))
+    changed = quiltgen(tmp_path, f"resume={out}", check=False)
+    assert changed.returncode == 1 and "1 input files differ from the run's (photo/cat/0.png (changed))" \
+        in changed.stderr
+    assert status(out) == "failed" and not (out / "manifest.jsonl").exists() and journal_lines(out) >= 4
+
+
+def test_a_full_disk_during_the_final_commit_leaves_no_dataset_file_and_resumes(tmp_path, inputs, monkeypatch):
+    out = tmp_path / "run"
+    args = [*SMALL, f"input.root={inputs}", "samples.per_class=4"]
+    real_replace = os.replace
+    state = {"annotations": 0}
+
+    def replace(src, dst):
+        if "annotations" in os.fspath(dst):
+            state["annotations"] += 1
+            if state["annotations"] == 2:  # the second COCO file: the first and data.yaml are already in place
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(SampleError, match=r"^cannot write .*: No space left on device \(\d+ MiB free in "):
+        run(make_config(args), out)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert state["annotations"] == 2
+    assert not (out / "manifest.jsonl").exists()
+    assert not [p for p in out.rglob("*") if p.suffix in (".json", ".yaml") and p.name != "run.json"]
+    assert not [p for p in out.rglob("*") if p.name.endswith((".partial", ".tmp"))]
+    assert status(out) == "failed"
+    run(make_config([*args, f"resume={out}"]), out)
+    alone = tmp_path / "alone"
+    run(make_config(args), alone)
+    assert tree_digest(out) == tree_digest(alone) and status(out) == "complete"
+
+
+def test_a_stop_signal_during_the_final_commit_waits_for_it(tmp_path, inputs, monkeypatch, caplog):
+    from pipeline.formats import DatasetWriters
+
+    real_commit = DatasetWriters.commit
+
+    def commit_with_ctrl_c(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        real_commit(self)
+
+    monkeypatch.setattr(DatasetWriters, "commit", commit_with_ctrl_c)
+    out = tmp_path / "run"
+    run(make_config([*SMALL, f"input.root={inputs}", "samples.per_class=2"]), out)
+    assert (out / "manifest.jsonl").exists() and status(out) == "complete"
+    assert "a stop signal arrived during the final commit; the dataset is complete" in caplog.text
+
+
+def test_run_json_records_versions_counts_and_every_input_with_its_sha256(tmp_path, inputs):
+    out = tmp_path / "run"
+    run(make_config([*SMALL, f"input.root={inputs}", "samples.per_class=5"]), out)
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "complete" and record["started"] <= record["ended"]
+    assert set(record["versions"]) >= {"quiltgen", "python", "numpy", "opencv", "hydra", "joblib", "git_commit"}
+    assert record["samples"] == {"total": 10, "per_class": {"cat": 5, "dog": 5}, "per_split": {"train": 8, "val": 2}}
+    files = sorted(p for p in inputs.rglob("*") if p.is_file())
+    assert sorted(i["path"] for i in record["inputs"]) == sorted(p.relative_to(inputs).as_posix() for p in files)
+    for item in record["inputs"]:
+        data = (inputs / item["path"]).read_bytes()
+        assert item["sha256"] == hashlib.sha256(data).hexdigest() and item["size"] == len(data)
+    assert {i["kind"] for i in record["inputs"]} == {"photo", "mask", "background"}
+    assert record["seed"] == 0 and record["config"]["samples"]["per_class"] == 5 and "workers" not in record["config"]
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, inputs):
+    proc = quiltgen(tmp_path, f"input.root={inputs}", *QUICK, "samples.per_class=5", "dry_run=true")
+    assert "dry run: 10 samples (train 8, val 2), 1-3 objects each, about" in proc.stdout
+    assert "no dataset was written" in proc.stdout
+    assert list(tmp_path.iterdir()) == []  # not even an outputs/ folder
+
+
+def test_dry_run_lists_every_bad_file_at_once(tmp_path):
+    layout = make_layout(tmp_path / "input")
+    (layout / "photo" / "cat" / "0.png").write_bytes(b"not an image")
+    (layout / "back" / "1.jpg").write_bytes(b"")
+    proc = quiltgen(tmp_path, f"input.root={layout}", *QUICK, "dry_run=true", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "quiltgen: error: 2 bad input files (fix or remove them, or set input.on_bad_file=skip" in proc.stderr
+    assert f"{layout}/photo/cat/0.png: missing, unreadable or not an image" in proc.stderr
+    assert f"{layout}/back/1.jpg: missing, unreadable or not an image" in proc.stderr
+
+
+def test_skip_also_skips_a_photo_that_cannot_fit(tmp_path, generate, caplog):
+    layout = make_layout(tmp_path / "input")
+    cv2.imwrite(str(layout / "photo" / "cat" / "9.png"), np.full((2, 300, 3), 200, np.uint8))  # a thin sliver
+    cv2.imwrite(str(layout / "photo_copy" / "cat" / "9.png"), np.full((2, 300, 3), 255, np.uint8))
+    with pytest.raises(InputError, match=r"photo/cat/9.png: box aspect"):
+        generate(layout, "samples.per_class=2")
+    out = generate(layout, "samples.per_class=2", "input.on_bad_file=skip")
+    assert "photo/cat/9.png: box aspect" in caplog.text and "<input.on_bad_file=skip>" in caplog.text
+    assert (out / "manifest.jsonl").exists()
+
+
+@pytest.mark.parametrize("case", ["unwritable", "yaml", "typo", "tilde"])
+def test_command_line_errors_are_one_line(tmp_path, inputs, case):
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "mine.yaml").write_text("# @package _global_\nseed: [1, 2\nquilt:\n  rows: 3\n")
+    args = {"unwritable": ["hydra.run.dir=/sys/quiltgen-run"],
+            "yaml": ["-cd", str(tmp_path / "conf"), "experiment=mine"],
+            "typo": ["quilt.rwos=3"],
+            "tilde": ["input.root=~/nowhere"]}[case]
+    proc = quiltgen(tmp_path, *args, *QUICK, check=False, env={**os.environ, "HOME": str(tmp_path)})
+    expected = {"unwritable": "quiltgen: error: hydra.run.dir: cannot write into /sys/quiltgen-run (",
+                "yaml": f"quiltgen: error: {conf / 'mine.yaml'}, line 3, column 6: invalid YAML: expected ',' or "
+                        f"']', but got ':'",
+                "typo": "quiltgen: error: quilt.rwos: unknown key; did you mean quilt.rows?",
+                "tilde": f"quiltgen: error: input.root: {tmp_path}/nowhere is not a folder"}[case]
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(expected) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert expected.removeprefix("quiltgen: error: ") not in proc.stdout  # printed once, not logged to the console
+
+
+def test_help_shows_quiltgen_and_its_presets_without_the_schemas(tmp_path):
+    out = quiltgen(tmp_path, "--help").stdout
+    assert out.startswith("quiltgen: synthetic object-detection datasets")
+    assert "quiltgen resume=<run folder>" in out and "workers: dask, loky, ray" in out
+    assert "_schema" not in out
+
+
+def test_unwritable_folder_message_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"^hydra.run.dir: cannot write into /sys/quiltgen-run"):
+        run(make_config([*SMALL]), "/sys/quiltgen-run")
