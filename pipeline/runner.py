@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 
 # What a run writes at the top of its folder; finding any of these means the folder holds an earlier dataset.
-DATASET_ENTRIES = ("manifest.jsonl", ".manifest.jsonl.partial", "images", "previews", "annotations", "yolo")
+DATASET_ENTRIES = ("manifest.jsonl", ".manifest.jsonl.partial", "images", "previews", "annotations", "voc", "yolo",
+                   "yolo_seg")
 
 
 def check_unused(out_dir: Path) -> None:
@@ -52,7 +53,7 @@ def check_unused(out_dir: Path) -> None:
 def output_dirs(output: dict) -> list[str]:
     """Top-level folders this run writes into (made up front, so every worker finds them)."""
     wanted = {"images": True, "previews": output["previews"],
-              "annotations": bool({"voc", "coco"} & set(output["formats"]))}
+              "annotations": "coco" in output["formats"]}
     return [name for name, used in wanted.items() if used]
 
 
