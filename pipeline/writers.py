@@ -290,8 +290,9 @@ def yolo_seg_labels(polygons: Iterable[tuple[int, np.ndarray]], width: int, heig
     scale = np.array([width, height], np.float64)
     lines = []
     for class_index, polygon in polygons:
-        values = " ".join(f"{v:.6f}" for v in (np.asarray(polygon, np.float64) / scale).ravel().tolist())
-        lines.append(f"{int(class_index)} {values}\n")
+        values = (np.asarray(polygon, np.float64) / scale).ravel().tolist()
+        lines.append(f"{int(class_index)} " + "%.6f " * len(values) % tuple(values))  # one % op: 2x a join
+        lines[-1] = lines[-1][:-1] + "\n"
     return "".join(lines).encode("ascii")
 
 
@@ -302,17 +303,20 @@ def link_file(target: Path, link: Path) -> str:
     first: it is a plain file inside its folder, while loaders that keep images inside their images folder (datumaro's
     VOC and COCO importers, supervision) refuse a symlink that resolves outside it; it also survives moving the run.
     """
-    if not target.is_file():
+    if not os.path.isfile(target):
         raise FileNotFoundError(f"link target is not a file: {target}")
-    link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    relative = os.path.relpath(os.path.realpath(target), os.path.realpath(link.parent))
-    makers = {"hardlink": lambda: os.link(target, tmp), "symlink": lambda: os.symlink(relative, tmp),
+    makers = {"hardlink": lambda: os.link(target, tmp),
+              "symlink": lambda: os.symlink(os.path.relpath(os.path.realpath(target), os.path.realpath(link.parent)),
+                                            tmp),
               "copy": lambda: shutil.copyfile(target, tmp)}
     for method, make in makers.items():
         try:
-            tmp.unlink(missing_ok=True)
-            make()
+            try:
+                make()
+            except FileNotFoundError:  # first link in this folder: one mkdir per folder, not one per file
+                link.parent.mkdir(parents=True, exist_ok=True)
+                make()
             os.replace(tmp, link)
             return method
         except (OSError, NotImplementedError):
