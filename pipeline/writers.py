@@ -169,7 +169,7 @@ def coco_segmentation(mask: np.ndarray, x: int, y: int, width: int, height: int,
     """An annotation's COCO segmentation of its visible mask crop at (x, y), always exact.
 
     ``auto``: one polygon where that reproduces the mask exactly, else uncompressed RLE (several pieces, holes);
-    ``rle``: always RLE. COCO allows both kinds in one file; pycocotools, torchvision and datumaro read both.
+    ``rle``: always RLE. COCO allows both kinds in one file; pycocotools and datumaro read both (tested).
     """
     if kind == "auto":
         polygon = coco_polygon(mask, x, y, width, height)
