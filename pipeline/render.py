@@ -138,7 +138,7 @@ def compose_scene(rng: np.random.Generator, canvas: np.ndarray, bank: dict, sett
                         "photo": source["photo"], "mask": source["mask"], **drawn})
     for n, (record, obj) in enumerate(zip(records, placed, strict=True)):
         record.update(box=list(obj.box), pixels=obj.visible, **{k: round(v, 4) for k, v in obj.fractions().items()})
-        if "coco" in settings["output"]["formats"]:
+        if any(kind in settings["output"]["formats"] for kind in MASK_FORMATS):
             record["visible_mask"] = compose.visible_mask(owner, n, obj.box)
     return records, dropped
 
@@ -157,35 +157,49 @@ def render_background(rng: np.random.Generator, bank: dict, settings: dict, firs
     return canvas, tiles, image_params
 
 
+# Formats that need each object's visible mask (a crop at its box corner) besides its box.
+MASK_FORMATS = ("coco", "yolo_seg")
+
+
 def write_files(canvas: np.ndarray, objects: list[dict], sample: dict, settings: dict, out_dir: Path) -> dict:
-    """Image, preview, VOC file, YOLO label and link, atomically; returns their paths (relative to out_dir)."""
+    """Image, preview, VOC file, YOLO labels and the links to the image, atomically; returns every path written
+    (relative to out_dir). One name, ``<class>_<index>``, unique in the dataset, is used by every format."""
     out, width, height = settings["output"], canvas.shape[1], canvas.shape[0]
-    name, stem, quality = sample["class"], sample["stem"], sample["jpeg_quality"]
-    paths = {"image": f"images/{name}/{stem}.jpg"}
-    writers.atomic_write(out_dir / paths["image"], writers.encode_jpeg(canvas, quality))
-    if "voc" in out["formats"]:
-        paths["voc"] = f"annotations/voc/{name}/{stem}.xml"
+    name, split, formats = sample["name"], sample["split"], out["formats"]
+    paths = {"image": f"images/{split}/{name}.jpg"}
+    image = out_dir / paths["image"]
+    writers.atomic_write(image, writers.encode_jpeg(canvas, sample["jpeg_quality"]))
+    if "voc" in formats:
+        paths["voc"] = f"voc/Annotations/{name}.xml"
         voc_objects = [{**o, "difficult": o["visible"] < out["difficult_below"]} for o in objects]
-        writers.atomic_write(out_dir / paths["voc"], writers.voc_xml(f"{stem}.jpg", name, width, height, voc_objects))
-    if "yolo" in out["formats"]:
-        split, flat = sample["split"], f"{name}_{stem}"
-        paths["yolo_label"] = f"yolo/labels/{split}/{flat}.txt"
+        writers.atomic_write(out_dir / paths["voc"],
+                             writers.voc_xml(f"{name}.jpg", "JPEGImages", width, height, voc_objects))
+        paths["voc_image"] = f"voc/JPEGImages/{name}.jpg"
+        writers.link_file(image, out_dir / paths["voc_image"])
+    if "yolo" in formats:
+        paths["yolo_label"] = f"yolo/labels/{split}/{name}.txt"
         writers.atomic_write(out_dir / paths["yolo_label"], writers.yolo_labels(objects, width, height))
-        paths["yolo_image"] = f"yolo/images/{split}/{flat}.jpg"
-        writers.link_file(out_dir / paths["image"], out_dir / paths["yolo_image"])
+    if "yolo_seg" in formats:
+        paths["yolo_seg_label"] = f"yolo_seg/labels/{split}/{name}.txt"
+        polygons = [(o["class_index"], writers.yolo_polygon(o["visible_mask"], *o["box"][:2], width, height))
+                    for o in objects]
+        writers.atomic_write(out_dir / paths["yolo_seg_label"], writers.yolo_seg_labels(polygons, width, height))
+    for kind in ("yolo", "yolo_seg"):
+        if kind in formats:
+            paths[f"{kind}_image"] = f"{kind}/images/{split}/{name}.jpg"
+            writers.link_file(image, out_dir / paths[f"{kind}_image"])
     if out["previews"] and sample["index"] % out["preview_every"] == 0:
-        paths["preview"] = f"previews/{name}/{stem}.jpg"
+        paths["preview"] = f"previews/{split}/{name}.jpg"
         preview = writers.draw_preview(canvas, [o["box"] for o in objects],  # last use of canvas: drawn in place
                                        [o["class"] for o in objects], out["preview_scale"])
         writers.atomic_write(out_dir / paths["preview"], writers.encode_jpeg(preview, out["preview_quality"]))
     return paths
 
 
-def segmentation(obj: dict, width: int, height: int, kind: str):
-    x0, y0 = obj["box"][:2]
-    if kind == "rle":
-        return writers.mask_rle(obj["visible_mask"], x0, y0, width, height)
-    return writers.mask_polygons(obj["visible_mask"], x0, y0, width, height)
+def image_name(class_name: str, sample_idx: int) -> str:
+    """The image's file name (no extension) in every format: unique in the dataset, because the index is all digits
+    after the last '_', so no two (class, index) pairs give the same name."""
+    return f"{class_name}_{sample_idx:06d}"
 
 
 def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, split: str, out_dir: Path) -> dict:
@@ -204,15 +218,17 @@ def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, s
         canvas = color.add_noise(canvas, image_params["noise"], image_params["noise_seed"])
 
     width, height = canvas.shape[1], canvas.shape[0]
-    sample = {"class": class_bank["name"], "stem": f"{sample_idx:06d}", "index": sample_idx, "split": split,
-              "jpeg_quality": image_params["jpeg_quality"] or out["jpeg_quality"]}
+    sample = {"class": class_bank["name"], "name": image_name(class_bank["name"], sample_idx), "index": sample_idx,
+              "split": split, "jpeg_quality": image_params["jpeg_quality"] or out["jpeg_quality"]}
     paths = write_files(canvas, objects, sample, settings, Path(out_dir))
-    if "coco" in out["formats"]:  # the parent moves each segmentation into the COCO file, not the manifest
-        for obj in objects:
-            obj["segmentation"] = segmentation(obj, width, height, out["coco_segmentation"])
-            del obj["visible_mask"]
+    for obj in objects:  # the parent moves each segmentation into the COCO file, not the manifest
+        mask = obj.pop("visible_mask", None)
+        if "coco" in out["formats"]:
+            obj["segmentation"] = writers.coco_segmentation(mask, *obj["box"][:2], width, height,
+                                                            out["coco_segmentation"])
     return {
-        "id": f"{sample['class']}/{sample['stem']}",
+        "id": f"{sample['class']}/{sample_idx:06d}",
+        "name": sample["name"],
         "class": sample["class"],
         "class_index": class_idx,
         "sample_index": sample_idx,
@@ -227,6 +243,9 @@ def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, s
         "tiles": [{"background": bank["backgrounds"][t["background"]]["source"], "src": t["src"], "dst": t["dst"]}
                   for t in tiles],
         "augment": image_params,
+        # every file the sample wrote and its size, so a resume can tell a finished sample from a torn one;
+        # the parent keeps this in its journal, not in the manifest
+        "_files": {path: os.lstat(os.path.join(out_dir, path)).st_size for path in paths.values()},
     }
 
 
@@ -240,18 +259,8 @@ def render_chunk(task: dict, bank: dict, settings: dict, out_dir: str) -> list[d
             record = render_sample(bank, settings, class_idx, sample_idx, split, Path(out_dir))
         except Exception as err:  # re-raised with the sample's identity; the message is the user's clue
             raise SampleError(_failure(err, class_bank, settings["plan"], sample_idx, out_dir)) from None
-        record["_files"] = written_files(record, out_dir)
         records.append(record)
     return records
-
-
-# Record keys that name a file the sample wrote (relative to the run folder).
-FILE_KEYS = ("image", "preview", "voc", "yolo_label", "yolo_image")
-
-
-def written_files(record: dict, out_dir: str) -> dict[str, int]:
-    """Size of every file the sample wrote, so a resume can tell a finished sample from a torn one."""
-    return {record[key]: os.lstat(os.path.join(out_dir, record[key])).st_size for key in FILE_KEYS if key in record}
 
 
 def _failure(err: Exception, class_bank: dict, plan: dict, sample_idx: int, out_dir: str) -> str:

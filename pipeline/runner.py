@@ -45,7 +45,7 @@ def plural(count: int, noun: str, suffix: str = "s") -> str:
 def output_dirs(output: dict) -> list[str]:
     """Top-level folders this run writes into (made up front, so every worker finds them)."""
     wanted = {"images": True, "previews": output["previews"],
-              "annotations": bool({"voc", "coco"} & set(output["formats"]))}
+              "annotations": "coco" in output["formats"]}
     return [name for name, used in wanted.items() if used]
 
 

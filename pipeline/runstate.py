@@ -128,7 +128,7 @@ def _unwritable(folder: Path, err: OSError) -> ConfigError:
 
 
 # What earlier quiltgen versions wrote at the top of a run folder (no run.json then).
-LEGACY_ENTRIES = ("manifest.jsonl", "images", "previews", "annotations", "yolo")
+LEGACY_ENTRIES = ("manifest.jsonl", "images", "previews", "annotations", "voc", "yolo", "yolo_seg")
 
 
 @dataclass

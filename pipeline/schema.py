@@ -6,6 +6,7 @@ names the full key and the bad value.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field, is_dataclass
 from difflib import get_close_matches
 from typing import get_origin, get_type_hints
@@ -16,6 +17,9 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from pipeline.blend import METHODS as BLEND_METHODS
 from pipeline.errors import ConfigError
+from pipeline.writers import RESERVED_YOLO_KEYS
+
+log = logging.getLogger(__name__)
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -203,14 +207,16 @@ class ComposeConfig:
         _check(self.min_box_size >= 1, "compose.min_box_size", f"must be >= 1, got {self.min_box_size}")
 
 
-FORMATS = ("voc", "coco", "yolo")
+FORMATS = ("voc", "coco", "yolo", "yolo_seg")
+DEFAULT_FORMATS = ("voc", "coco", "yolo")
+COCO_SEGMENTATIONS = ("auto", "rle")
 
 
 @dataclass
 class OutputConfig:
-    formats: list[str] = field(default_factory=lambda: list(FORMATS))
+    formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.2})
-    coco_segmentation: str = "polygon"
+    coco_segmentation: str = "auto"
     difficult_below: float = 0.25
     jpeg_quality: int = 95
     previews: bool = True
@@ -222,15 +228,25 @@ class OutputConfig:
         for name in self.formats:
             _check(name in FORMATS, "output.formats", f"unknown format {name!r}; known: {list(FORMATS)}")
         _check(len(set(self.formats)) == len(self.formats), "output.formats", f"lists a format twice: {self.formats}")
+        if not self.formats:
+            log.warning("output.formats is empty: only the images, previews and manifest.jsonl are written, no "
+                        "annotation files; list formats to get them, e.g. output.formats=[coco,yolo]")
         for name, fraction in self.splits.items():
-            _check(name.isidentifier(), f"output.splits.{name}", "split names must be plain words like train, val")
+            # '_' is out: VOC tools and datumaro read ImageSets/Main/<a>_<b>.txt as class a's list for split b
+            _check(name.isidentifier() and "_" not in name, f"output.splits.{name}",
+                   "split names must be plain words of letters and digits like train, val, test, holdout")
+            _check(name not in RESERVED_YOLO_KEYS, f"output.splits.{name}",
+                   f"'{name}' is a key of YOLO's data.yaml with a meaning of its own, so it cannot name a split; "
+                   f"use another name, e.g. +output.splits.holdout={fraction}")
             _check(fraction >= 0, f"output.splits.{name}", f"must be >= 0, got {fraction}")
         total = sum(self.splits.values())
         _check(abs(total - 1) < 1e-6, "output.splits",
                f"fractions must sum to 1, got {total:g} ({dict(self.splits)}); Hydra merges a dict override into "
                f"the default, so drop a split by setting it to 0, e.g. output.splits.val=0 output.splits.train=1")
-        _check(self.coco_segmentation in ("polygon", "rle"), "output.coco_segmentation",
-               f"must be 'polygon' or 'rle', got {self.coco_segmentation!r}")
+        _check(self.coco_segmentation in COCO_SEGMENTATIONS, "output.coco_segmentation",
+               f"must be 'auto' (a polygon where it is exact, else RLE) or 'rle', got {self.coco_segmentation!r}"
+               + ("; polygons that drop holes are gone, 'auto' writes polygons wherever they are exact"
+                  if self.coco_segmentation == "polygon" else ""))
         _check(0 <= self.difficult_below <= 1, "output.difficult_below",
                f"must be in [0, 1], got {self.difficult_below}")
         _check(self.preview_every >= 1, "output.preview_every", f"must be >= 1, got {self.preview_every}")

@@ -158,31 +158,108 @@ def _clip(mask: np.ndarray, x: int, y: int, width: int, height: int) -> tuple[np
     return mask[obj_rows, obj_cols], cols.start, rows.start
 
 
-def mask_polygons(mask: np.ndarray, x: int, y: int, width: int | None = None,
-                  height: int | None = None) -> list[list[float]]:
-    """COCO polygons [x1, y1, x2, y2, ...] of the outer contours of a binary mask crop whose top-left is at (x, y).
+def coco_polygon(mask: np.ndarray, x: int, y: int, width: int, height: int) -> list[float] | None:
+    """The COCO polygon [x1, y1, x2, y2, ...] of a binary mask crop whose top-left is at (x, y) in a width x height
+    image (clipped to it), or None when no single polygon reproduces the mask exactly: several pieces or holes.
 
-    Given ``width`` and ``height``, the crop is first clipped to that image. Holes are not represented.
+    Pixel-edge coordinates (pixel i spans [i, i + 1)). pycocotools' rasteriser keeps the pixels whose centre is
+    inside a polygon, and cv2's contours run through the centres of the boundary pixels, so used as they are the
+    polygon would cut every boundary pixel in half (IoU 0.76 on a 12x6 rectangle, 0 on a 1-px line). Traced on the
+    mask upsampled 2x instead, each vertex lies 0.25 px inside the true pixel edges: every mask pixel's centre is
+    inside and every other's outside, so ``annToMask`` gives the mask back exactly (tested on ellipses, rotated
+    rectangles, 1-px lines, random blobs), for about 2.5x the vertices.
     """
-    if width is not None and height is not None:
-        mask, x, y = _clip(mask, x, y, width, height)
-    if mask.size == 0:
-        return []
-    # cv2 contours run through the centres of the boundary pixels, so used as is (or shifted by 0.5 to COCO's
-    # pixel-edge coordinates) the polygon cuts every boundary pixel in half and pycocotools' rasteriser, which keeps
-    # pixels whose centre is inside, drops them: IoU 0.945 on a 40x40 ellipse, 0.76 on a 12x6 rectangle, 0 on a
-    # 1-px line. Tracing the mask upsampled 2x instead puts each vertex 0.25 px inside the true pixel edges: every
-    # mask pixel's centre is inside, every other's outside, so annToMask reproduces the mask exactly (IoU 1.0 on
-    # ellipses, rotated rectangles, 1-px lines and random blobs), for about 2.5x the vertices.
-    up = np.repeat(np.repeat((mask > 0).astype(np.uint8), 2, axis=0), 2, axis=1)
-    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    polygons = []
-    for contour in contours:
-        if len(contour) < 3:
-            continue
-        points = (contour.reshape(-1, 2) + 0.5) / 2 + (x, y)  # 2x pixel centre -> pixel-edge coordinates
-        polygons.append(points.ravel().tolist())  # multiples of 0.25: exact floats, nothing to round
-    return polygons
+    crop, x, y = _clip(mask, x, y, width, height)
+    if crop.size == 0:
+        return None
+    up = np.repeat(np.repeat((crop > 0).astype(np.uint8), 2, axis=0), 2, axis=1)
+    # RETR_CCOMP lists holes too: exactly one contour means one piece without holes
+    contours, _ = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if len(contours) != 1:
+        return None
+    points = (contours[0].reshape(-1, 2) + 0.5) / 2 + (x, y)  # 2x pixel centre -> pixel-edge coordinates
+    return points.ravel().tolist()  # multiples of 0.25: exact floats, nothing to round
+
+
+def coco_segmentation(mask: np.ndarray, x: int, y: int, width: int, height: int, kind: str) -> list | dict:
+    """An annotation's COCO segmentation of its visible mask crop at (x, y), always exact.
+
+    ``auto``: one polygon where that reproduces the mask exactly, else uncompressed RLE (several pieces, holes);
+    ``rle``: always RLE. COCO allows both kinds in one file; pycocotools and datumaro read both (tested).
+    """
+    if kind == "auto":
+        polygon = coco_polygon(mask, x, y, width, height)
+        if polygon is not None:
+            return [polygon]
+    return mask_rle(mask, x, y, width, height)
+
+
+def _closest(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int]:
+    """(squared distance, index in a, index in b) of the closest pair of points, in blocks to bound memory."""
+    best = (np.iinfo(np.int64).max, 0, 0)
+    for start in range(0, len(a), 256):
+        d = ((a[start:start + 256, None, :] - b[None, :, :]) ** 2).sum(-1)
+        k = int(d.argmin())
+        i, j = divmod(k, len(b))
+        if d[i, j] < best[0]:
+            best = (int(d[i, j]), start + i, j)
+    return best
+
+
+def _join_contours(chains: list[np.ndarray]) -> np.ndarray:
+    """One closed path through every contour: each contour (a separate piece or a hole) is attached to the
+    contour nearest to it among those already joined (Prim's tree), by a zero-width bridge from the closest
+    point pair, walked out and back. Ultralytics' ``merge_multi_segment`` joins COCO parts the same way, in list
+    order; joining nearest-first keeps the bridges short."""
+    root = max(range(len(chains)), key=lambda c: len(chains[c]))
+    entry, attach, order = {root: 0}, {c: [] for c in range(len(chains))}, [root]
+    link = {c: (*_closest(chains[root], chains[c]), root) for c in range(len(chains)) if c != root}
+    while link:
+        c = min(link, key=lambda k: link[k][0])
+        _, at, entry[c], parent = link.pop(c)
+        attach[parent].append((at, c))
+        order.append(c)
+        for other, (dist, *_) in link.items():
+            candidate = _closest(chains[c], chains[other])
+            if candidate[0] < dist:
+                link[other] = (*candidate, c)
+    paths = {}
+    for c in reversed(order):  # children were attached after their parents: their paths are ready
+        n = len(chains[c])
+        rolled = np.roll(chains[c], -entry[c], axis=0)
+        parts, start = [], 0
+        for pos, child in sorted(((at - entry[c]) % n, child) for at, child in attach[c]):
+            parts += [rolled[start:pos + 1], paths.pop(child)]
+            start = pos  # back at the attach point after the child's loop
+        parts += [rolled[start:], rolled[:1]]  # closed: a child's path ends where it started
+        paths[c] = np.concatenate(parts)
+    return paths[root][:-1]  # the root's closing point is implied
+
+
+def yolo_polygon(mask: np.ndarray, x: int, y: int, width: int, height: int) -> np.ndarray:
+    """One polygon (n x 2, pixel coordinates) for a binary mask crop at (x, y) in a width x height image, as
+    Ultralytics' segmentation labels want: one line per object.
+
+    Vertices are the centres of the boundary pixels (pixel i spans [i, i + 1), its centre is i + 0.5), so
+    Ultralytics' ``polygon2mask`` (``cv2.fillPoly`` on truncated coordinates) redraws a piece, holes included,
+    exactly; geometrically the outline lies within half a pixel of the true edge. Holes and separate pieces are
+    joined by zero-width bridges (``_join_contours``): a hole stays open, and between pieces ``fillPoly`` draws
+    the bridge as a 1-px line, the only pixels off the mask. Collinear vertices are dropped.
+    """
+    crop, x, y = _clip(mask, x, y, width, height)
+    if crop.size == 0 or not crop.any():
+        return np.zeros((0, 2))
+    contours, _ = cv2.findContours((crop > 0).astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    chains = [c.reshape(-1, 2).astype(np.int64) for c in contours]
+    path = chains[0] if len(chains) == 1 else _join_contours(chains)
+    steps = np.diff(path, axis=0, append=path[:1])
+    turns = np.any(steps != np.roll(steps, 1, axis=0), axis=1)  # the step in differs from the step out
+    corners = path[turns]
+    if len(corners) >= 3:
+        path = corners
+    elif len(path) < 3:  # one or two pixels: repeat a point so the line still reads as a polygon
+        path = np.concatenate([path, path[:1], path[:1]])[:3]
+    return path + (x + 0.5, y + 0.5)
 
 
 def mask_rle(mask: np.ndarray, x: int, y: int, width: int, height: int) -> dict:
@@ -223,22 +300,39 @@ def yolo_labels(objects: Iterable[dict], width: int, height: int) -> bytes:
     return "".join(lines).encode("ascii")
 
 
+def yolo_seg_labels(polygons: Iterable[tuple[int, np.ndarray]], width: int, height: int) -> bytes:
+    """Ultralytics segmentation labels: ``<class_index> <x1> <y1> <x2> <y2> ...`` per object (one polygon each, see
+    ``yolo_polygon``), normalised to the image size."""
+    scale = np.array([width, height], np.float64)
+    lines = []
+    for class_index, polygon in polygons:
+        values = (np.asarray(polygon, np.float64) / scale).ravel().tolist()
+        lines.append(f"{int(class_index)} " + "%.6f " * len(values) % tuple(values))  # one % op: 2x a join
+        lines[-1] = lines[-1][:-1] + "\n"
+    return "".join(lines).encode("ascii")
+
+
 def link_file(target: Path, link: Path) -> str:
     """Make ``link`` refer to the existing file ``target`` without copying bytes if possible; atomic, overwrites.
 
-    Tries a relative symlink, then a hard link, then a copy; returns "symlink", "hardlink" or "copy".
+    Tries a hard link, then a relative symlink, then a copy; returns "hardlink", "symlink" or "copy". A hard link
+    first: it is a plain file inside its folder, while loaders that keep images inside their images folder (datumaro's
+    VOC and COCO importers, supervision) refuse a symlink that resolves outside it; it also survives moving the run.
     """
-    if not target.is_file():
+    if not os.path.isfile(target):
         raise FileNotFoundError(f"link target is not a file: {target}")
-    link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    relative = os.path.relpath(os.path.realpath(target), os.path.realpath(link.parent))
-    makers = {"symlink": lambda: os.symlink(relative, tmp), "hardlink": lambda: os.link(target, tmp),
+    makers = {"hardlink": lambda: os.link(target, tmp),
+              "symlink": lambda: os.symlink(os.path.relpath(os.path.realpath(target), os.path.realpath(link.parent)),
+                                            tmp),
               "copy": lambda: shutil.copyfile(target, tmp)}
     for method, make in makers.items():
         try:
-            tmp.unlink(missing_ok=True)
-            make()
+            try:
+                make()
+            except FileNotFoundError:  # first link in this folder: one mkdir per folder, not one per file
+                link.parent.mkdir(parents=True, exist_ok=True)
+                make()
             os.replace(tmp, link)
             return method
         except (OSError, NotImplementedError):
@@ -248,21 +342,25 @@ def link_file(target: Path, link: Path) -> str:
     raise AssertionError("unreachable")
 
 
-RESERVED_YOLO_KEYS = {"path", "names", "nc", "download"}
+# Keys Ultralytics' data.yaml gives a meaning of its own (``check_det_dataset``, the dataset classes); a split named
+# like one of them would overwrite it. train, val, test and minival are split keys: a split may use them.
+RESERVED_YOLO_KEYS = ("path", "names", "nc", "download", "channels", "yaml_file", "validation", "kpt_shape",
+                      "flip_idx", "kpt_names")
 
 
 def yolo_data_yaml(yolo_dir: Path, splits: list[str], names: list[str]) -> bytes:
     """Ultralytics dataset YAML: absolute ``path``, ``train``/``val`` (falling back to the first split), ``test``
-    if present, other splits under their own names, and ``names`` as {index: name}.
+    if present, other splits under their own names, and ``names`` as {index: name}. The same file serves
+    detection (``yolo/``) and segmentation (``yolo_seg/``): Ultralytics tells them apart by the label lines.
 
     ``path`` must be absolute: Ultralytics resolves a relative one, and a missing one given a relative YAML
     path, against its own datasets folder. So this one file names where the run was written.
     """
     if not splits:
         raise ValueError("yolo_data_yaml needs at least one split")
-    clash = RESERVED_YOLO_KEYS.intersection(splits)
+    clash = sorted(set(RESERVED_YOLO_KEYS).intersection(splits))
     if clash:
-        raise ValueError(f"split names clash with YOLO dataset keys: {sorted(clash)}")
+        raise ValueError(f"split names clash with YOLO dataset keys: {clash}")
     data = {"path": str(Path(yolo_dir).resolve())}
     data.update({key: f"images/{key if key in splits else splits[0]}" for key in ("train", "val")})
     if "test" in splits:
@@ -272,6 +370,17 @@ def yolo_data_yaml(yolo_dir: Path, splits: list[str], names: list[str]) -> bytes
     data["names"] = dict(enumerate(names))
     header = "# Ultralytics YOLO dataset written by quiltgen; labels/<split> mirrors images/<split>\n"
     return (header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)).encode("utf-8")
+
+
+def voc_labelmap(names: Sequence[str]) -> bytes:
+    """The VOC devkit's ``labelmap.txt`` (``name:color:parts:actions``), which datumaro reads for the class list;
+    without it datumaro assumes the 20 VOC classes. No colours: quiltgen writes no VOC segmentation masks."""
+    return ("# label:color_rgb:parts:actions\n" + "".join(f"{name}:::\n" for name in names)).encode("utf-8")
+
+
+def voc_image_set(names: Iterable[str]) -> bytes:
+    """``ImageSets/Main/<split>.txt``: one image name (no extension) per line."""
+    return "".join(f"{name}\n" for name in names).encode("utf-8")
 
 
 def _plain(obj):

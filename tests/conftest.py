@@ -61,14 +61,14 @@ def tree_digest(folder: Path) -> dict:
     """sha256 of every file below ``folder`` (relative path -> hex), Hydra's own files, logs and run.json (times,
     pids) excluded.
 
-    yolo/data.yaml is digested with its ``path:`` line (the run folder's absolute path, which YOLO trainers
-    need) taken out: it is the one line that differs between two runs written to different folders.
+    yolo/data.yaml and yolo_seg/data.yaml are digested with their ``path:`` line (the run folder's absolute path,
+    which YOLO trainers need) taken out: the one line that differs between two runs written to different folders.
     """
     digest = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file() and ".hydra" not in p.parts and p.suffix != ".log" and p.name != "run.json":
             data = p.read_bytes()
-            if p.relative_to(folder).as_posix() == "yolo/data.yaml":
+            if p.relative_to(folder).as_posix() in ("yolo/data.yaml", "yolo_seg/data.yaml"):
                 data = b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(b"path: "))
             digest[p.relative_to(folder).as_posix()] = hashlib.sha256(data).hexdigest()
     return digest

@@ -12,7 +12,9 @@ ARGS = ("samples.per_class=5", "seed=4")
 def test_dask_cluster_on_loopback_matches_loky(layout, generate, dask_scheduler):
     loky = generate(layout, *ARGS, "workers.n_jobs=2")
     dask = generate(layout, *ARGS, "workers=dask", f"workers.scheduler_address={dask_scheduler}")
-    assert len(tree_digest(loky)) == 10 * 5 + 4  # image, preview, voc, yolo label + link; manifest, coco x2, data.yaml
+    # per sample: image, preview, VOC file + link, YOLO label + link; manifest, COCO x2, data.yaml, ImageSets x2,
+    # labelmap
+    assert len(tree_digest(loky)) == 10 * 6 + 7
     assert tree_digest(dask) == tree_digest(loky)
 
 

@@ -80,7 +80,9 @@ def test_appended_unknown_keys_are_rejected(override):
     (["input.on_bad_file=maybe"], r"input.on_bad_file: must be 'error' or 'skip', got 'maybe'"),
     (["output.splits.train=0.5"], r"output.splits: fractions must sum to 1, got 0.7 .*output.splits.val=0"),
     (["output.splits.val=-0.2", "output.splits.train=1.2"], r"output.splits.val: must be >= 0, got -0.2"),
-    (["output.coco_segmentation=mesh"], r"output.coco_segmentation: must be 'polygon' or 'rle', got 'mesh'"),
+    (["output.coco_segmentation=mesh"], r"output.coco_segmentation: must be 'auto' \(a polygon where it is exact, "
+                                        r"else RLE\) or 'rle', got 'mesh'$"),
+    (["output.coco_segmentation=polygon"], r"got 'polygon'; polygons that drop holes are gone, 'auto' writes"),
     (["output.formats=[voc,voc]"], r"output.formats: lists a format twice"),
     (["compose.objects.min=4"], r"compose.objects: min must be <= max, got min=4, max=3"),
     (["compose.objects.min=0"], r"compose.objects.min: must be >= 1, got 0"),
@@ -102,3 +104,26 @@ def test_appended_unknown_keys_are_rejected(override):
 def test_range_errors_name_the_key_and_value(overrides, message):
     with pytest.raises(ConfigError, match=message):
         make_config(overrides)
+
+
+@pytest.mark.parametrize("name", ["path", "names", "nc", "download", "channels", "yaml_file", "validation"])
+def test_a_split_named_like_a_data_yaml_key_is_refused_at_start_in_one_line(name):
+    with pytest.raises(ConfigError) as excinfo:
+        make_config([f"+output.splits.{name}=0.5"])
+    message = str(excinfo.value)
+    assert "\n" not in message
+    if "_" in name:  # VOC reads ImageSets/Main/<class>_<split>.txt as one class's list
+        assert message.startswith(f"output.splits.{name}: split names must be plain words of letters and digits")
+    else:
+        assert message == (f"output.splits.{name}: '{name}' is a key of YOLO's data.yaml with a meaning of its own, "
+                           f"so it cannot name a split; use another name, e.g. +output.splits.holdout=0.5")
+
+
+def test_plain_split_names_pass_and_no_formats_warns_that_only_images_are_written(caplog):
+    cfg = make_config(["output.splits.train=0.7", "output.splits.val=0.2", "+output.splits.test=0.05",
+                       "+output.splits.holdout2=0.05"])
+    assert list(cfg.output.splits) == ["train", "val", "test", "holdout2"]
+    assert "output.formats is empty" not in caplog.text
+    make_config(["output.formats=[]"])
+    assert ("output.formats is empty: only the images, previews and manifest.jsonl are written, no annotation "
+            "files; list formats to get them, e.g. output.formats=[coco,yolo]") in caplog.text

@@ -21,7 +21,7 @@ from tests.conftest import make_config, make_layout
 NO_AUGMENT = ["experiment=original", "augment.scale.enabled=false", "augment.shear.enabled=false",
               "augment.blur.enabled=false", "augment.object_brightness.enabled=false",
               "augment.background_brightness.enabled=false"]
-OUTPUT_ENTRIES = ("images", "previews", "annotations", "manifest.jsonl", ".manifest.jsonl.partial")
+OUTPUT_ENTRIES = ("images", "previews", "annotations", "voc", "yolo", "manifest.jsonl", ".manifest.jsonl.partial")
 
 
 @pytest.fixture
@@ -166,8 +166,9 @@ def test_a_mask_may_use_another_image_format_than_its_photo(generate, layout, tm
     out = generate(layout, "samples.per_class=2", "seed=3")
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert {o["mask"] for r in records for o in r["objects"]} >= {"photo_copy/cat/1.tiff"}
-    assert (out / "images" / "cat" / "000001.jpg").read_bytes() == \
-        (reference / "images" / "cat" / "000001.jpg").read_bytes()
+    image = records[1]["image"]  # cat, sample 1: photo 1
+    assert records[1]["objects"][0]["photo"] == "photo/cat/1.bmp"
+    assert (out / image).read_bytes() == (reference / image).read_bytes()
 
 
 def test_backgrounds_smaller_than_a_cell_are_used_with_a_warning(generate, layout, caplog):
@@ -256,7 +257,8 @@ def test_file_manager_clutter_is_not_taken_for_input(generate, layout):
         (folder / "desktop.ini").write_text("[.ShellClassInfo]\n")
     (layout / "photo" / "@eaDir").mkdir()
     out = generate(layout, "samples.per_class=2")
-    assert sorted(p.name for p in (out / "images").iterdir()) == ["cat", "dog"]
+    records = read_manifest(out)
+    assert {r["class"] for r in records} == {"cat", "dog"} and len(records) == 4
 
 
 # --- input.on_bad_file=skip -------------------------------------------------------------------------
@@ -296,7 +298,7 @@ def test_skip_leaves_out_one_bad_photo(generate, tmp_path, out, spoil):
     assert not [r for r in records if "bad.png" in json.dumps(r)]
     for r in records:
         assert (out / r["image"]).is_file() and (out / r["voc"]).is_file() and (out / r["preview"]).is_file()
-    assert len(list((out / "images" / "cat").iterdir())) == 3 * n_backgrounds * repeats
+    assert len(list((out / "images").rglob("cat_*.jpg"))) == 3 * n_backgrounds * repeats
     assert not (out / ".manifest.jsonl.partial").exists() and not list(out.glob(".bank-*"))
 
 

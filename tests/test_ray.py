@@ -12,4 +12,4 @@ def test_ray_local_cluster_matches_loky(layout, generate):
     loky = generate(layout, *args, "workers.n_jobs=2")
     ray = generate(layout, *args, "workers=ray", "workers.n_jobs=2")
     assert tree_digest(ray) == tree_digest(loky)
-    assert len(tree_digest(ray)) == 10 * 5 + 4
+    assert len(tree_digest(ray)) == 10 * 6 + 7

@@ -23,9 +23,9 @@ def test_loop_mode_writes_photos_x_backgrounds_x_repeats_per_class(layout, gener
     per_class = 2 * 2 * 2  # photos x backgrounds x repeats
     assert len(records) == 2 * per_class
     for name in ("cat", "dog"):
-        assert len(list((out / "images" / name).glob("*.jpg"))) == per_class
-        assert len(list((out / "previews" / name).glob("*.jpg"))) == per_class
-        assert len(list((out / "annotations" / "voc" / name).glob("*.xml"))) == per_class
+        assert len(list((out / "images").glob(f"*/{name}_*.jpg"))) == per_class
+        assert len(list((out / "previews").glob(f"*/{name}_*.jpg"))) == per_class
+        assert len(list((out / "voc" / "Annotations").glob(f"{name}_*.xml"))) == per_class
     # the original's loop: each photo meets each background (pinned as the first tile) `repeats` times
     cat = [r for r in records if r["class"] == "cat"]
     pairs = sorted((r["objects"][0]["photo"], r["tiles"][0]["background"]) for r in cat)
@@ -37,8 +37,8 @@ def test_loop_mode_writes_photos_x_backgrounds_x_repeats_per_class(layout, gener
 def test_per_class_gives_exactly_that_many(layout, generate):
     out = generate(layout, "samples.per_class=5", "output.previews=false", "output.formats=[]")
     assert len(manifest(out)) == 10
-    assert sorted(p.name for p in (out / "images" / "dog").iterdir()) == [f"{i:06d}.jpg" for i in range(5)]
-    assert not (out / "previews").exists() and not (out / "annotations").exists()  # no empty folders either
+    assert sorted(p.name for p in (out / "images").rglob("dog_*")) == [f"dog_{i:06d}.jpg" for i in range(5)]
+    assert sorted(p.name for p in out.iterdir()) == ["images", "manifest.jsonl"]  # no empty folders either
 
 
 def test_a_folder_holding_a_dataset_is_refused_and_left_as_it_was(layout, generate, tmp_path):
@@ -54,7 +54,8 @@ def test_preview_every_writes_one_preview_per_n_images(layout, generate):
     out = generate(layout, "samples.per_class=7", "output.preview_every=3")
     for record in manifest(out):
         assert ("preview" in record) == (record["sample_index"] % 3 == 0)
-    assert sorted(p.name for p in (out / "previews" / "cat").iterdir()) == ["000000.jpg", "000003.jpg", "000006.jpg"]
+    assert sorted(p.name for p in (out / "previews").rglob("cat_*")) == ["cat_000000.jpg", "cat_000003.jpg",
+                                                                          "cat_000006.jpg"]
 
 
 def test_voc_files_parse_and_agree_with_the_manifest(layout, generate):
@@ -101,11 +102,13 @@ def test_same_seed_is_byte_identical_for_any_worker_count(layout, generate):
     two = generate(layout, *args, "workers.n_jobs=2", "workers.chunk_size=1")
     three = generate(layout, *args, "workers.n_jobs=2", "workers.chunk_size=4")
     digest = tree_digest(one)
-    # image, preview, voc, yolo label and link per sample; manifest, 2 COCO files and data.yaml
-    assert len(digest) == 12 * 5 + 4
+    # per sample: image, preview, VOC file + link, YOLO label + link; manifest, COCO x2, data.yaml, ImageSets x2,
+    # labelmap
+    assert len(digest) == 12 * 6 + 7
     assert digest == tree_digest(two) == tree_digest(three)
-    other_seed = generate(layout, "samples.per_class=6", "seed=12")
-    assert tree_digest(other_seed)["images/cat/000000.jpg"] != digest["images/cat/000000.jpg"]
+    other_seed = generate(layout, "samples.per_class=6", "seed=12")  # cat_000000 may land in another split
+    first = (other_seed / manifest(other_seed)[0]["image"]).read_bytes()
+    assert first != (one / manifest(one)[0]["image"]).read_bytes()
 
 
 def test_rejected_draws_are_redrawn_and_never_written(layout, generate):
@@ -129,7 +132,7 @@ def test_impossible_constraints_fail_after_max_attempts_naming_class_and_photo(l
                                           r"\(last: box \d+x\d+ smaller"):
         run(cfg, out)
     assert not (out / "manifest.jsonl").exists() and not list(out.glob(".bank-*"))
-    assert not list(out.rglob("*.partial")) and not list(out.rglob("coco_*.json"))  # COCO files are discarded too
+    assert not list(out.rglob("*.partial")) and not list(out.rglob("instances_*.json"))  # COCO files discarded too
     assert not (out / "yolo" / "data.yaml").exists()
 
 
@@ -152,7 +155,7 @@ def test_a_failed_write_names_the_output_file_not_the_photo(layout, tmp_path, mo
     monkeypatch.setattr(writers, "atomic_write", full_disk)
     cfg = make_config([*SMALL, f"input.root={layout}", "workers.backend=sequential"])
     out = tmp_path / "out"
-    with pytest.raises(SampleError, match=rf"^cannot write {out}/images/cat/000000.jpg: No space left on device "
+    with pytest.raises(SampleError, match=rf"^cannot write {out}/images/\w+/cat_000000.jpg: No space left on device "
                                           rf"\(\d+ MiB free in {out}\); free some space .* quiltgen resume={out}$"):
         run(cfg, out)
     assert not (out / "manifest.jsonl").exists()
