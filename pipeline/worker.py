@@ -15,6 +15,10 @@ import cv2
 
 POLL_SECONDS = 0.5
 _watching: list[int] = []
+# loky restarts a worker whose resident memory grew by 300 MB, taking it for a leak, and warns "A worker stopped
+# while some jobs were given to the executor". A worker's growth here is the bank's read-only memory maps (the
+# page cache of a large input set), shared and reclaimable, not a leak; so the threshold is raised for our workers.
+LOKY_LEAK_THRESHOLD = 64 * 2**30
 
 
 def _watch(parent_pid: int) -> None:
@@ -29,6 +33,11 @@ def start(parent_pid: int) -> None:
         return
     cv2.setNumThreads(1)  # one OpenCV thread per worker: the pool already fills the cores
     _watching.append(parent_pid)
+    try:
+        from joblib.externals.loky import process_executor
+        process_executor._MAX_MEMORY_LEAK_SIZE = max(process_executor._MAX_MEMORY_LEAK_SIZE, LOKY_LEAK_THRESHOLD)
+    except ImportError:
+        pass
     if os.getpid() != parent_pid and os.getppid() == parent_pid:
         threading.Thread(target=_watch, args=(parent_pid,), name="quiltgen-parent-watch", daemon=True).start()
 

@@ -405,3 +405,17 @@ def test_bad_on_bad_file_value_is_a_plain_config_error():
     assert exc.type is ConfigError
     assert not isinstance(exc.value, OmegaConfBaseException)
     assert exc.value.__cause__ is None
+
+
+def test_mask_hull_from_contours_is_the_hull_of_every_pixel():
+    from pipeline.sources import mask_hull
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        mask = np.zeros((60, 80), np.uint8)
+        for _ in range(3):
+            cv2.ellipse(mask, (int(rng.integers(5, 75)), int(rng.integers(5, 55))),
+                        (int(rng.integers(1, 20)), int(rng.integers(1, 20))), float(rng.uniform(0, 180)), 0, 360, 255, -1)
+        mask[rng.random(mask.shape) < 0.02] = 255  # stray pixels and separate pieces
+        every_pixel = cv2.convexHull(cv2.findNonZero(mask)).reshape(-1, 2)
+        assert sorted(map(tuple, mask_hull(mask).tolist())) == sorted(map(tuple, every_pixel.tolist()))
