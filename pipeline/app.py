@@ -67,8 +67,8 @@ def _stopped(how: str, status: int) -> SystemExit:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> float:
-    """Returns samples/s so sweepers have a number to compare."""
+def main(cfg: DictConfig) -> float | None:
+    """Returns the run's evaluation score (None without ``evaluate``): the number optimising sweepers compare."""
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         config = validate(cfg)
@@ -81,4 +81,4 @@ def main(cfg: DictConfig) -> float:
         raise _stopped("interrupted", 130) from None
     except Terminated:
         raise _stopped("terminated (SIGTERM)", 143) from None
-    return summary["samples_per_second"]
+    return summary.get("score")

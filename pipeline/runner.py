@@ -24,7 +24,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pipeline import demo, sources, writers
+from pipeline import demo, report, sources, writers
 from pipeline.backends import parallel_backend, warm_up
 from pipeline.errors import ConfigError
 from pipeline.formats import DatasetWriters
@@ -157,6 +157,7 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
                "samples_per_second": round(total / elapsed, 2) if elapsed else 0.0, "out_dir": str(out_dir)}
     log.info("wrote %d samples of %d classes in %.1f s (%.1f samples/s) to %s",
              total, len(counts), elapsed, summary["samples_per_second"], out_dir)
+    summary.update(report.report_run(out_dir, settings, bank, elapsed))  # stats.json, report.html, score
     return summary
 
 

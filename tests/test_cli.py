@@ -13,7 +13,7 @@ from tests.conftest import tree_digest
 
 pytestmark = pytest.mark.slow
 
-QUICK = ["quilt.width=320", "quilt.height=240", "workers.backend=sequential", "workers.n_jobs=1"]
+QUICK = ["quilt.width=320", "quilt.height=240", "workers.backend=sequential", "workers.n_jobs=1", "output.report=false"]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "quiltgen"
 
 
@@ -32,7 +32,8 @@ def test_cfg_job_prints_the_full_config_from_any_directory(tmp_path):
     out = quiltgen(tmp_path, "--cfg", "job", "seed=5").stdout
     cfg = yaml.safe_load(out)
     assert cfg["seed"] == 5 and cfg["quilt"]["rows"] == 2 and cfg["augment"]["scale"]["max"] == 2.0
-    assert set(cfg) == {"input", "quilt", "augment", "compose", "output", "workers", "samples", "seed"}
+    assert set(cfg) == {"input", "quilt", "augment", "compose", "output", "workers", "samples", "evaluate", "seed"}
+    assert cfg["evaluate"] is None  # no evaluation unless evaluate=reference or evaluate=command
 
 
 def test_console_script_writes_a_run_dir_with_frozen_config(tmp_path, layout):
