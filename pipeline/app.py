@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from pipeline.errors import QuiltgenError
 from pipeline.runner import check_unused, run
 from pipeline.schema import register_configs, validate
+from pipeline.sweep import register_resolvers
 
 log = logging.getLogger("quiltgen")
 
@@ -26,6 +27,7 @@ def config_dir() -> str:
 
 
 register_configs()
+register_resolvers()  # ${job_dir_name:...} in hydra.sweep.subdir
 
 
 class RefuseUsedRunDir(Callback):

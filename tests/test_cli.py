@@ -91,10 +91,11 @@ def test_parallel_sweep_matches_the_sequential_sweep(tmp_path, layout):
     parallel = quiltgen(tmp_path, "-m", "sweep=parallel", *common, "hydra.sweep.dir=par")
     assert "Joblib.Parallel(n_jobs=-1" in parallel.stdout + parallel.stderr
     quiltgen(tmp_path, "-m", *common, *QUICK, "hydra.sweep.dir=seq")
-    for job in ("0", "1"):
-        frozen = yaml.safe_load((tmp_path / "par" / job / ".hydra" / "config.yaml").read_text())
+    for job in ("0", "1"):  # folders are named <job number>_<overrides>, and the two sweeps' overrides differ
+        (par,), (seq,) = (tmp_path / "par").glob(f"{job}_*"), (tmp_path / "seq").glob(f"{job}_*")
+        frozen = yaml.safe_load((par / ".hydra" / "config.yaml").read_text())
         assert frozen["workers"] == {**frozen["workers"], "backend": "sequential", "n_jobs": 1}
-        assert tree_digest(tmp_path / "par" / job) == tree_digest(tmp_path / "seq" / job)
+        assert tree_digest(par) == tree_digest(seq)
 
 
 def test_slurm_sweep_preset_selects_the_submitit_launcher(tmp_path):
@@ -141,5 +142,6 @@ def test_a_used_sweep_folder_is_refused_before_any_job_runs(tmp_path, layout):
     before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
     proc = quiltgen(tmp_path, *args, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert f"quiltgen: error: hydra.run.dir: {sweep / '0'} already holds manifest.jsonl" in proc.stderr
+    (first,) = sweep.glob("0_*")
+    assert f"quiltgen: error: hydra.run.dir: {first} already holds manifest.jsonl" in proc.stderr
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before  # multirun.yaml included
