@@ -31,8 +31,9 @@ CONTACT_WIDTH = 320     # their width in pixels
 SHEET_SOURCE = 160      # augmentation sheet: cut-outs are shrunk to this longest side before augmenting
 SHEET_CELL = 96         # and each class's results are drawn to fit this many pixels
 SHEET_CLASSES = 12      # classes on the sheet (one photo of each is decoded again)
-COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
-           "#64b5cd"]
+# Class colours first; the last three are the visible / truncated / occluded lines.
+COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#2a9d8f", "#e9c46a",
+           "#8c8c8c"]
 
 
 def read_manifest(out_dir: Path) -> list[dict]:
@@ -128,41 +129,27 @@ def figures(result: dict, overlay: dict | None) -> dict[str, dict]:
         return {"uri": data_uri(buf.getvalue(), "image/png"), "panels": panels, "keys": keys or {}}
 
     counts, boxes = result["counts"], result["boxes"]
-    classes, splits = counts["classes"], counts["splits"]
+    classes = counts["classes"]
     class_colours = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(classes)}
     found = {}
 
-    fig, (ax_inst, ax_per, ax_blend, ax_fraction) = row(4)
-    _stacked(ax_inst, classes, [[counts["instances"][c][split] for c in classes] for split in splits])
+    fig, (ax_per, ax_fraction, ax_size, ax_aspect) = row(4)
     per_image = counts["objects_per_image"]
-    ax_per.bar([int(k) for k in per_image], list(per_image.values()), color=COLOURS[0])
-    blends = result["blend"]["objects"]
-    ax_blend.bar(range(len(blends)), list(blends.values()), color=COLOURS[0])
-    _categories(ax_blend, list(blends))
+    ax_per.bar([int(k) for k in per_image], list(per_image.values()), color=COLOURS[7])
     fractions = ("visible", "truncated", "occluded")
-    for key, colour in zip(fractions, COLOURS, strict=False):
+    for key, colour in zip(fractions, COLOURS[7:], strict=False):
         ax_fraction.stairs(result["fractions"][key]["counts"], result["fractions"][key]["edges"], color=colour)
-    ax_fraction.set_yticks([])
-    found["counts"] = done(fig, ["instances per class, by split", "objects per image", "blend methods (objects)",
-                                 "visible / truncated / occluded fraction of each object"],
-                           {**{s: COLOURS[i] for i, s in enumerate(splits)},
-                            **{f"{k} (mean {result['fractions'][k]['mean']:.2f})": c
-                               for k, c in zip(fractions, COLOURS, strict=False)}})
-
-    fig, (ax_size, ax_aspect, ax_coco) = row(3)
     for name in classes:
         _log_stairs(ax_size, boxes["size_histogram"]["counts"][name], boxes["size_histogram"]["edges"],
                     class_colours[name])
         _log_stairs(ax_aspect, boxes["aspect_histogram"]["counts"][name], boxes["aspect_histogram"]["edges"],
                     class_colours[name])
-    ax_size.set_yticks([])
-    ax_aspect.set_yticks([])
-    sizes = ("small", "medium", "large")
-    _stacked(ax_coco, classes, [[boxes["per_class"][c]["coco_size"][size] for c in classes] for size in sizes],
-             COLOURS[4:])
-    found["boxes"] = done(fig, ["box size: sqrt(box area / image area)", "box aspect: width / height",
-                                "COCO size shares by mask area"],
-                          {**class_colours, **{f"COCO {s}": COLOURS[4 + i] for i, s in enumerate(sizes)}})
+    for ax in (ax_fraction, ax_size, ax_aspect):
+        ax.set_yticks([])
+    found["objects"] = done(fig, ["objects per image", "visible / truncated / occluded fraction of each object",
+                                  "box size: sqrt(box area / image area)", "box aspect: width / height"],
+                            {**{f"{k} (mean {result['fractions'][k]['mean']:.2f})": c
+                                for k, c in zip(fractions, COLOURS[7:], strict=False)}, **class_colours})
 
     names = ["all", *classes]
     fig, (ax,) = row(1, min(12.0, 1.7 * len(names)), 0.95 + 0.2 * (len(names) > 7))
@@ -182,14 +169,6 @@ def figures(result: dict, overlay: dict | None) -> dict[str, dict]:
     if overlay:
         found["reference"] = reference_figure(overlay, row, done)
     return found
-
-
-def _stacked(ax, labels: list[str], layers: list[list], colours: list[str] = COLOURS) -> None:
-    bottom = np.zeros(len(labels))
-    for i, values in enumerate(layers):
-        ax.bar(range(len(labels)), values, bottom=bottom, color=colours[i % len(colours)])
-        bottom += np.asarray(values, np.float64)
-    _categories(ax, labels)
 
 
 def _log_stairs(ax, counts: list, edges: list, colour: str, **kwargs) -> None:
@@ -403,14 +382,15 @@ def render_html(result: dict, parts: dict, settings: dict) -> str:
             _table(["instances", *counts["splits"], "total"],
                    [[name, *(counts["instances"][name][s] for s in [*counts["splits"], "total"])]
                     for name in [*counts["classes"], "all"]]),
-            img("counts"), "<h2>Boxes</h2>",
+            _table(["blend method", *result["blend"]["objects"]], [["objects", *result["blend"]["objects"].values()]]),
+            img("objects"), "<h2>Boxes</h2>",
             _table(["class", "boxes", "width px (median)", "height px (median)", "width / image", "height / image",
                     "aspect (median)", "small", "medium", "large"],
                    [[name, b["n"], _q(b["width_px"]), _q(b["height_px"]), _q(b["width_rel"]), _q(b["height_rel"]),
                      b["aspect"].get("median", ""), *(f"{b['coco_size'][k]:.0%}" for k in ("small", "medium", "large"))]
                     for name, b in boxes["per_class"].items()]),
             "<p>width / height: 5th percentile, median, 95th percentile. COCO sizes by mask area: small &lt; 32², "
-            "large &ge; 96² pixels.</p>", img("boxes"), img("centres"),
+            "large &ge; 96² pixels.</p>", img("centres"),
             "<h2>Augmentation values drawn</h2>", img("augment")]
     constant = {k: v for k, v in result["augment"].items() if v.get("constant")}
     categorical = {k: v for k, v in result["augment"].items() if "values" in v}

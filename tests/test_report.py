@@ -98,7 +98,7 @@ def test_report_is_self_contained_and_embeds_every_plot(reported):
     outside_data = re.sub(r"data:image/(png|jpeg);base64,[A-Za-z0-9+/=]+", "", text)
     assert not re.search(r"(https?:)?//|url\(", outside_data)  # no network address and no CSS url() anywhere
     plots = [src for tag, cls, src in page.sources if cls == "plot"]
-    assert len(plots) == 4  # counts, boxes, centres, drawn augmentation values
+    assert len(plots) == 3  # objects and boxes, box centres, drawn augmentation values
     images = [decode(src) for _, _, src in page.sources]  # every picture decodes from its data URI
     assert all(img is not None and img.size for img in images)
     assert sum(src.startswith("data:image/jpeg") for _, _, src in page.sources) == 12  # the contact sheet
