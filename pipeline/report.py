@@ -296,13 +296,11 @@ def augmentation_sheet(bank: dict, settings: dict) -> dict:
     config = settings["augment"]
     canvas_area = settings["quilt"]["width"] * settings["quilt"]["height"]
     neutral = augment.sample_object_params(rng, _switched_off(config))
-    ranges = sheet_settings(config)
-    shown = [(name, [(label, augment.sample_object_params(rng, pinned)) for label, pinned in ends])
-             for name, ends in ranges]
-    not_shown = [name for name, ends in shown if all(params == neutral for _, params in ends)]
-    shown = [(name, ends) for name, ends in shown if name not in not_shown]
-    rows, shrunk = [], False
+    ranges = [(name, [(label, augment.sample_object_params(rng, pinned)) for label, pinned in ends])
+              for name, ends in sheet_settings(config)]
+    ranges = [(name, ends) for name, ends in ranges if any(params != neutral for _, params in ends)]
     root, threshold = Path(bank["root"]), settings["input"]["mask_threshold"]
+    classes, shrunk = [], False
     for cls in bank["classes"][:SHEET_CLASSES]:
         source = cls["objects"][0]
         obj = sources.load_object(sources.ObjectSource(root / source["photo"],
@@ -314,13 +312,19 @@ def augmentation_sheet(bank: dict, settings: dict) -> dict:
             obj = cv2.resize(obj, size, interpolation=cv2.INTER_AREA)
             obj[:, :, 3] = np.where(obj[:, :, 3] >= 128, 255, 0)
         hull = np.asarray(source["hull"], np.float64)
-        cells = [("as cut out", _cutout(obj, hull, factor, neutral, canvas_area))]
-        cells += [(f"{name} {label}", _cutout(obj, hull, factor, params, canvas_area))
-                  for name, ends in shown for label, params in ends]
-        largest = max(max(c.shape[:2]) for _, c in cells if c is not None)
-        zoom = SHEET_CELL / largest
-        rows.append({"class": cls["name"], "photo": source["photo"],
-                     "cells": [(label, _png(cell, zoom)) for label, cell in cells]})
+        made = {name: [(f"{name} {label}", _cutout(obj, hull, factor, params, canvas_area)) for label, params in ends]
+                for name, ends in ranges}
+        classes.append((cls["name"], source["photo"], _cutout(obj, hull, factor, neutral, canvas_area), made))
+    # a range whose ends give the untouched cut-out for every class acts on the image or at paste time
+    same = lambda a, b: a is not None and b is not None and a.shape == b.shape and np.array_equal(a, b)  # noqa: E731
+    not_shown = [name for name, _ in ranges
+                 if all(same(cut, base) for _, _, base, made in classes for _, cut in made[name])]
+    not_shown = [name for name, _ in sheet_settings(config) if name not in dict(ranges)] + not_shown
+    rows = []
+    for name, photo, base, made in classes:
+        cells = [("as cut out", base)] + [cell for key, cut in made.items() if key not in not_shown for cell in cut]
+        zoom = SHEET_CELL / max(max(c.shape[:2]) for _, c in cells if c is not None)
+        rows.append({"class": name, "photo": photo, "cells": [(label, _png(cell, zoom)) for label, cell in cells]})
     return {"rows": rows, "not_shown": not_shown, "shrunk": shrunk,
             "classes_left_out": max(0, len(bank["classes"]) - SHEET_CLASSES)}
 
