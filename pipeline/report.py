@@ -391,7 +391,8 @@ def render_html(result: dict, parts: dict, settings: dict) -> str:
             _table(["class", "boxes", "width px (median)", "height px (median)", "width / image", "height / image",
                     "aspect (median)", "small", "medium", "large"],
                    [[name, b["n"], _q(b["width_px"]), _q(b["height_px"]), _q(b["width_rel"]), _q(b["height_rel"]),
-                     b["aspect"].get("median", ""), *(f"{b['coco_size'][k]:.0%}" for k in ("small", "medium", "large"))]
+                     f"{b['aspect']['median']:.3g}" if b["n"] else "",
+                     *(f"{b['coco_size'][k]:.0%}" for k in ("small", "medium", "large"))]
                     for name, b in boxes["per_class"].items()]),
             "<p>width / height: 5th percentile, median, 95th percentile. COCO sizes by mask area: small &lt; 32², "
             "large &ge; 96² pixels.</p>", img("centres"),

@@ -271,7 +271,8 @@ class EvaluateConfig:
             _check(sum(self.weights.values()) > 0, "evaluate.weights", "all weights are 0; give one a positive weight")
         else:
             _check(bool(self.command), "evaluate.command",
-                   "evaluate=command needs a command, e.g. evaluate.command='python train.py --data {data_yaml}'")
+                   "evaluate=command needs a command, e.g. 'evaluate.command=\"python train.py --data {data_yaml}\"' "
+                   "(quoted: Hydra reads bare braces as a dict)")
             check_placeholders("evaluate.command", self.command)
             if self.score_file:
                 check_placeholders("evaluate.score_file", self.score_file)

@@ -20,6 +20,8 @@ ASPECT_EDGES = np.geomspace(0.1, 10.0, 25)    # box width / height, pixels
 FRACTION_EDGES = np.linspace(0.0, 1.0, 11)
 CENTRE_BINS = (16, 9)                         # box-centre heatmap: columns x rows over the image
 HISTOGRAM_BINS = 20
+# The usual splits first, in this order; any others after them, as they come.
+SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 # Names of the reference distances, in the order they are reported and weighted.
 DISTANCES = ("size", "aspect", "centre", "objects", "classes")
 
@@ -158,7 +160,7 @@ def drawn_values(records: list[dict]) -> dict[str, dict]:
 def compute(records: list[dict]) -> dict:
     """Counts, boxes, fractions, blending and drawn values of a run, from its records (manifest order)."""
     classes = class_names(records)
-    splits = list(dict.fromkeys(r["split"] for r in records))
+    splits = sorted(dict.fromkeys(r["split"] for r in records), key=lambda s: SPLIT_ORDER.get(s, len(SPLIT_ORDER)))
     objects = [(o, r) for r in records for o in r["objects"]]
     per_image = Counter(len(r["objects"]) for r in records)
     instances = {name: {split: 0 for split in splits} for name in classes}
@@ -302,7 +304,7 @@ def similarity(found: dict[str, float], weights: dict[str, float]) -> float:
 def overlay(run: Labels, real: Labels) -> dict:
     """Histograms of both label sets on shared bins, for the report's real-vs-synthetic plots."""
     most = int(max(run.per_image.max(initial=0), real.per_image.max(initial=0)))
-    names = list(dict.fromkeys([*run.classes.tolist(), *real.classes.tolist()]))
+    names = sorted(set(run.classes.tolist()) | set(real.classes.tolist()))
 
     def side(labels: Labels) -> dict:
         per_image, classes = Counter(labels.per_image.tolist()), Counter(labels.classes.tolist())

@@ -56,7 +56,7 @@ class SweepSummary(Callback):
         if OmegaConf.select(config, "evaluate") is None:
             print(f"quiltgen: error: hydra.sweeper: {optimiser} tunes toward each run's score, and without an "
                   f"evaluation there is none; add evaluate=reference evaluate.reference=<your real labels> or "
-                  f"evaluate=command evaluate.command='<your train-and-validate command>'", file=sys.stderr)
+                  f"evaluate=command 'evaluate.command=\"<your train-and-validate command>\"'", file=sys.stderr)
             raise SystemExit(1)
         # optuna 2.x under SQLAlchemy 1.4 warns about SQLAlchemy 2.0 on import; nothing a user can change
         os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
