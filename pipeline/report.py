@@ -67,7 +67,13 @@ def report_run(out_dir: str | Path, settings: dict, bank: dict, seconds: float) 
             result["evaluation"], overlay = evaluate.reference_evaluation(records, settings)
         except QuiltgenError as err:
             failure = err
-    parts = render_parts(out_dir, records, result, overlay, settings, bank) if settings["output"]["report"] else None
+    parts = None
+    if settings["output"]["report"]:
+        try:
+            parts = render_parts(out_dir, records, result, overlay, settings, bank)
+        except Exception as err:  # noqa: BLE001 - a plotting failure must not fail a finished dataset
+            log.warning("report.html not written (%s: %s); the dataset and stats.json are complete",
+                        type(err).__name__, err)
     result["run"]["report_seconds"] = round(time.perf_counter() - started, 3)
     _write(out_dir, result, parts, settings)
     if failure:
@@ -252,7 +258,8 @@ def contact_sheet(out_dir: Path, records: list[dict], count: int = CONTACT_IMAGE
         if img.shape[1] > CONTACT_WIDTH:
             size = (CONTACT_WIDTH, max(1, round(img.shape[0] * CONTACT_WIDTH / img.shape[1])))
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-        sheet.append((f"{record['id']} ({record['split']})", data_uri(writers.encode_jpeg(img, 75), "image/jpeg")))
+        caption = f"{record.get('id') or Path(record['image']).stem} ({record['split']})"
+        sheet.append((caption, data_uri(writers.encode_jpeg(img, 75), "image/jpeg")))
     return sheet
 
 
