@@ -49,9 +49,9 @@ def test_an_optuna_sweep_runs_its_trials_and_writes_the_best_parameters(tmp_path
     reference = tmp_path / "real"
     run(make_config([*SMALL, f"input.root={layout}", "samples.per_class=3"]), reference)
     sweep = tmp_path / "study"
-    proc = quiltgen(tmp_path, "-m", "sweep=optuna", "hydra.sweeper.n_trials=3", "evaluate=reference",
-                    f"evaluate.reference={reference / 'yolo' / 'data.yaml'}", f"input.root={layout}",
-                    "samples.per_class=2", f"hydra.sweep.dir={sweep}", *QUICK)
+    args = ["-m", "sweep=optuna", "evaluate=reference", f"evaluate.reference={reference / 'yolo' / 'data.yaml'}",
+            f"input.root={layout}", "samples.per_class=2", *QUICK]
+    proc = quiltgen(tmp_path, *args, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={sweep}")
     assert "Warning" not in proc.stderr
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(best["best_params"]) == {"augment.scale.min", "augment.scale.max", "augment.rotation.min",
@@ -60,8 +60,12 @@ def test_an_optuna_sweep_runs_its_trials_and_writes_the_best_parameters(tmp_path
     rows = read_summary(sweep)
     assert len(rows) == 3 and best["best_value"] == max(float(r["score"]) for r in rows) == float(rows[0]["score"])
     assert "optimization_results.yaml</a>" in (sweep / "summary.html").read_text()
-    with sqlite3.connect(sweep / "optuna.db") as db:  # the study, kept for resuming
-        assert db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone() == (3,)
+    # the study is kept: a new sweep on the same storage continues it
+    quiltgen(tmp_path, *args, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'more'}",
+             f"hydra.sweeper.storage=sqlite:///{sweep / 'optuna.db'}")
+    with sqlite3.connect(sweep / "optuna.db") as db:
+        assert db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone() == (4,)
+    assert len(read_summary(tmp_path / "more")) == 1
 
 
 def test_an_optimiser_without_an_evaluation_stops_with_one_line(tmp_path, layout):
