@@ -374,6 +374,9 @@ def report(results: dict) -> str:
             row(f"quiltgen {n} worker(s) (own log line)", run, run["own_seconds"], run["own_samples_per_s"])
     if "quiltgen_default" in r:
         row("quiltgen default config (whole command)", r["quiltgen_default"])
+    if "report_on" in r:
+        row("quiltgen default config, output.report=true (whole command)", r["report_on"])
+        row("quiltgen default config, output.report=false (whole command)", r["report_off"])
     lines += [table(rows, ("run", "samples", "seconds", "samples/s")), ""]
 
     q = results["ratios"]
@@ -403,6 +406,9 @@ def report(results: dict) -> str:
     if "quiltgen_default" in r:
         ratio_rows.append(("quiltgen default config / seed-port", f"{q['quiltgen_default_over_seed_port']:.2f}x",
                            verdict(q["quiltgen_default_over_seed_port"], ">=", 4) + "; not like for like"))
+    if "report_on" in r:
+        ratio_rows.append(("seconds with report.html / without (default config)", f"{q['report_on_over_off']:.3f}x",
+                           verdict(q["report_on_over_off"], "<=", 1.05)))
     lines += [table(ratio_rows, ("ratio of samples/s", "value", "target")), ""]
     tax, budget = q["encode_only_over_encode_write"], 1.3 / q["encode_only_over_encode_write"] - 1
     room = (f"leaves {budget:.0%} on top of encode+write" if budget > 0
@@ -495,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also run quiltgen with 1 worker, to report the 1 -> 2 worker speed-up")
     p.add_argument("--default-config", action="store_true",
                    help="also run quiltgen with its default config (multi-object scenes, all formats)")
+    p.add_argument("--report", action="store_true",
+                   help="also time the default config with output.report=true against output.report=false\n"
+                        "(what stats.json's sibling report.html costs a run; stats.json is written either way)")
     p.add_argument("--profile", type=int, metavar="PER_CLASS", default=0,
                    help="also profile a single-process run of PER_CLASS samples per class with pyinstrument")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
@@ -566,6 +575,14 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"round {n + 1}/{args.rounds}: quiltgen with its default config")
                 rounds["quiltgen_default"].append(
                     run_quiltgen(layout, work, "default", [f"samples.repeats={args.repeats}"], samples, env))
+        if args.report:
+            rounds["report_on"], rounds["report_off"] = [], []
+            for n in range(args.rounds):
+                for value in ("true", "false"):
+                    say(f"round {n + 1}/{args.rounds}: quiltgen default config with output.report={value}")
+                    rounds[f"report_{'on' if value == 'true' else 'off'}"].append(run_quiltgen(
+                        layout, work, f"report-{value}", [f"samples.repeats={args.repeats}", f"output.report={value}"],
+                        samples, env))
         say("file-write probe: new files, then the same files rewritten in place")
         write_probe = probe_file_writes(work / "write-probe")
         hash_probe = probe_input_hashing(layout)
@@ -594,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
                   "encode_only_over_encode_write": sps(runs["encode_only"]) / sps(runs["encode_write"])}
         if "quiltgen_default" in runs:
             ratios["quiltgen_default_over_seed_port"] = sps(runs["quiltgen_default"]) / sps(runs["seed_port"])
+        if args.report:
+            ratios["report_on_over_off"] = runs["report_on"]["seconds"] / runs["report_off"]["seconds"]
         if args.no_previews:
             ratios["quiltgen_no_previews_over_seed_port"] = sps(runs["quiltgen_no_previews"]) / sps(runs["seed_port"])
             ratios["encode_only_over_quiltgen_no_previews"] = (sps(runs["encode_only_no_previews"])

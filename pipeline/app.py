@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
-from pipeline import cli, runstate
+from pipeline import cli, runstate, sweep
 from pipeline.errors import QuiltgenError
 from pipeline.runner import run
 from pipeline.schema import register_configs, validate
@@ -37,6 +37,7 @@ def config_dir() -> str:
 
 register_configs()
 cli.register_resolvers(config_dir())
+sweep.register_resolvers()  # ${job_dir_name:...} in hydra.sweep.subdir
 
 
 def fail(message: str, status: int = 1) -> SystemExit:
@@ -102,8 +103,8 @@ def task_config(cfg: DictConfig) -> DictConfig:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def hydra_main(cfg: DictConfig) -> float:
-    """Returns samples/s so sweepers have a number to compare."""
+def hydra_main(cfg: DictConfig) -> float | None:
+    """Returns the run's evaluation score (None without ``evaluate``): the number optimising sweepers compare."""
     signal.signal(signal.SIGTERM, runstate.raise_terminated)
     out_dir = HydraConfig.get().runtime.output_dir
     try:
@@ -118,7 +119,7 @@ def hydra_main(cfg: DictConfig) -> float:
     finally:
         if cfg.get("dry_run"):  # the temporary folder the claim callback gave it
             shutil.rmtree(out_dir, ignore_errors=True)
-    return summary["samples_per_second"]
+    return summary.get("score")
 
 
 def main() -> None:

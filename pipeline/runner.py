@@ -27,7 +27,7 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pipeline import demo, runstate, sources, worker, writers
+from pipeline import demo, report, runstate, sources, worker, writers
 from pipeline.backends import parallel_backend
 from pipeline.errors import ConfigError, InputError, QuiltgenError, SampleError
 from pipeline.formats import DatasetWriters
@@ -230,6 +230,9 @@ def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Pa
                "samples_per_second": round(total / elapsed, 2) if elapsed else 0.0, "out_dir": str(out_dir)}
     log.info("wrote %s of %s in %.1f s (%.1f samples/s) to %s", plural(total, "sample"),
              plural(len(counts), "class", "es"), elapsed, summary["samples_per_second"], out_dir)
+    summary.update(report.report_run(out_dir, settings, bank, elapsed))  # stats.json, report.html, score
+    if summary.get("score") is not None:
+        state.save(score=summary["score"])
     return summary
 
 

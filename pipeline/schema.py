@@ -17,6 +17,8 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from pipeline.blend import METHODS as BLEND_METHODS
 from pipeline.errors import ConfigError
+from pipeline.evaluate import check_placeholders
+from pipeline.stats import DISTANCES
 from pipeline.writers import RESERVED_YOLO_KEYS
 
 log = logging.getLogger(__name__)
@@ -223,6 +225,7 @@ class OutputConfig:
     preview_every: int = 1
     preview_scale: float = 0.5
     preview_quality: int = 80
+    report: bool = True
 
     def __post_init__(self) -> None:
         for name in self.formats:
@@ -255,6 +258,46 @@ class OutputConfig:
             _check(1 <= value <= 100, f"output.{key}", f"must be in [1, 100], got {value}")
         _check(0 < self.preview_scale <= 1, "output.preview_scale",
                f"must be in (0, 1], got {self.preview_scale}")
+
+
+@dataclass
+class EvaluateConfig:
+    """How a finished run is scored: ``reference`` (label statistics vs real labels) or ``command`` (the user's)."""
+
+    kind: str = "reference"
+    reference: str | None = None
+    weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(DISTANCES, 1.0))
+    command: str | None = None
+    score_file: str | None = None
+    score_key: str | None = None
+    direction: str = "maximize"
+
+    def __post_init__(self) -> None:
+        _check(self.kind in ("reference", "command"), "evaluate.kind",
+               f"must be 'reference' or 'command', got {self.kind!r}; pick one with evaluate=reference or "
+               f"evaluate=command")
+        _check(self.direction in ("maximize", "minimize"), "evaluate.direction",
+               f"must be 'maximize' or 'minimize', got {self.direction!r}")
+        if self.kind == "reference":
+            _check(bool(self.reference), "evaluate.reference",
+                   "evaluate=reference needs the real labels: evaluate.reference=/data/real/data.yaml "
+                   "(a YOLO data.yaml or labels folder, or a COCO json)")
+            _check(self.direction == "maximize", "evaluate.direction",
+                   "the reference score is a similarity (1 = same label statistics): it is always maximized")
+            for name, weight in self.weights.items():
+                _check(name in DISTANCES, f"evaluate.weights.{name}", f"unknown distance; known: {list(DISTANCES)}")
+                _check(weight >= 0, f"evaluate.weights.{name}", f"must be >= 0, got {weight}")
+            _check(sum(self.weights.values()) > 0, "evaluate.weights", "all weights are 0; give one a positive weight")
+        else:
+            _check(bool(self.command), "evaluate.command",
+                   "evaluate=command needs a command, e.g. 'evaluate.command=\"python train.py --data {data_yaml}\"' "
+                   "(quoted: Hydra reads bare braces as a dict)")
+            check_placeholders("evaluate.command", self.command)
+            if self.score_file:
+                check_placeholders("evaluate.score_file", self.score_file)
+            _check(self.score_file is None or bool(self.score_key), "evaluate.score_key",
+                   f"evaluate.score_file={self.score_file} is set: name the number in it, e.g. "
+                   f"evaluate.score_key=metrics.map50")
 
 
 @dataclass
@@ -294,6 +337,7 @@ class QuiltgenConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     samples: SamplesConfig = field(default_factory=SamplesConfig)
+    evaluate: EvaluateConfig | None = None
     seed: int = 0
     resume: str | None = None
     dry_run: bool = False
@@ -312,6 +356,7 @@ GROUP_SCHEMAS = {
     "compose": ComposeConfig,
     "output": OutputConfig,
     "workers": WorkersConfig,
+    "evaluate": EvaluateConfig,
 }
 
 

@@ -17,8 +17,11 @@ from pipeline.app import config_dir
 from pipeline.runner import run
 from pipeline.schema import validate
 
-# Small and quick: a 320x240 canvas, one process unless a test asks for more.
-SMALL = ["quilt.width=320", "quilt.height=240", "workers.n_jobs=1"]
+# Written after the dataset, from it; they hold the run's times, so they differ between identical runs.
+REPORT_FILES = ("stats.json", "report.html")
+# Small and quick: a 320x240 canvas, one process unless a test asks for more; no report.html (its plots take
+# most of a small run's time; tests/test_report.py makes them).
+SMALL = ["quilt.width=320", "quilt.height=240", "workers.n_jobs=1", "output.report=false"]
 
 
 def compose_cfg(overrides=()):
@@ -58,15 +61,17 @@ def make_layout(root: Path, classes=("cat", "dog"), photos=2, backgrounds=2, bg_
 
 
 def tree_digest(folder: Path) -> dict:
-    """sha256 of every file below ``folder`` (relative path -> hex), Hydra's own files, logs and run.json (times,
-    pids) excluded.
+    """sha256 of every file below ``folder`` (relative path -> hex), Hydra's own files, logs, run.json (times, pids)
+    and the report excluded (stats.json and report.html hold the run's times; tests/test_report.py compares them
+    without).
 
     yolo/data.yaml and yolo_seg/data.yaml are digested with their ``path:`` line (the run folder's absolute path,
     which YOLO trainers need) taken out: the one line that differs between two runs written to different folders.
     """
     digest = {}
     for p in sorted(folder.rglob("*")):
-        if p.is_file() and ".hydra" not in p.parts and p.suffix != ".log" and p.name != "run.json":
+        if p.is_file() and ".hydra" not in p.parts and p.suffix != ".log" and p.name not in REPORT_FILES \
+                and p.name != "run.json":
             data = p.read_bytes()
             if p.relative_to(folder).as_posix() in ("yolo/data.yaml", "yolo_seg/data.yaml"):
                 data = b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(b"path: "))

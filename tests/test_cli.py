@@ -13,7 +13,7 @@ from tests.conftest import tree_digest
 
 pytestmark = pytest.mark.slow
 
-QUICK = ["quilt.width=320", "quilt.height=240", "workers.backend=sequential", "workers.n_jobs=1"]
+QUICK = ["quilt.width=320", "quilt.height=240", "workers.backend=sequential", "workers.n_jobs=1", "output.report=false"]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "quiltgen"
 
 
@@ -32,8 +32,9 @@ def test_cfg_job_prints_the_full_config_from_any_directory(tmp_path):
     out = quiltgen(tmp_path, "--cfg", "job", "seed=5").stdout
     cfg = yaml.safe_load(out)
     assert cfg["seed"] == 5 and cfg["quilt"]["rows"] == 2 and cfg["augment"]["scale"]["max"] == 2.0
-    assert set(cfg) == {"input", "quilt", "augment", "compose", "output", "workers", "samples", "seed", "resume",
-                        "dry_run"}
+    assert set(cfg) == {"input", "quilt", "augment", "compose", "output", "workers", "samples", "evaluate", "seed",
+                        "resume", "dry_run"}
+    assert cfg["evaluate"] is None  # no evaluation unless evaluate=reference or evaluate=command
 
 
 def test_console_script_writes_a_run_dir_with_frozen_config(tmp_path, layout):
@@ -91,10 +92,11 @@ def test_parallel_sweep_matches_the_sequential_sweep(tmp_path, layout):
     parallel = quiltgen(tmp_path, "-m", "sweep=parallel", *common, "hydra.sweep.dir=par")
     assert "Joblib.Parallel(n_jobs=-1" in parallel.stdout + parallel.stderr
     quiltgen(tmp_path, "-m", *common, *QUICK, "hydra.sweep.dir=seq")
-    for job in ("0", "1"):
-        frozen = yaml.safe_load((tmp_path / "par" / job / ".hydra" / "config.yaml").read_text())
+    for job in ("0", "1"):  # folders are named <job number>_<overrides>, and the two sweeps' overrides differ
+        (par,), (seq,) = (tmp_path / "par").glob(f"{job}_*"), (tmp_path / "seq").glob(f"{job}_*")
+        frozen = yaml.safe_load((par / ".hydra" / "config.yaml").read_text())
         assert frozen["workers"] == {**frozen["workers"], "backend": "sequential", "n_jobs": 1}
-        assert tree_digest(tmp_path / "par" / job) == tree_digest(tmp_path / "seq" / job)
+        assert tree_digest(par) == tree_digest(seq)
 
 
 def test_slurm_sweep_preset_selects_the_submitit_launcher(tmp_path):

@@ -414,8 +414,9 @@ def test_mask_hull_from_contours_is_the_hull_of_every_pixel():
     for _ in range(100):
         mask = np.zeros((60, 80), np.uint8)
         for _ in range(3):
-            cv2.ellipse(mask, (int(rng.integers(5, 75)), int(rng.integers(5, 55))),
-                        (int(rng.integers(1, 20)), int(rng.integers(1, 20))), float(rng.uniform(0, 180)), 0, 360, 255, -1)
+            centre = (int(rng.integers(5, 75)), int(rng.integers(5, 55)))
+            axes = tuple(int(a) for a in rng.integers(1, 20, 2))
+            cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
         mask[rng.random(mask.shape) < 0.02] = 255  # stray pixels and separate pieces
         every_pixel = cv2.convexHull(cv2.findNonZero(mask)).reshape(-1, 2)
         assert sorted(map(tuple, mask_hull(mask).tolist())) == sorted(map(tuple, every_pixel.tolist()))

@@ -1,0 +1,85 @@
+"""Sweeps through the real command line: the summary of a multirun, Optuna, and the objective check."""
+import csv
+import json
+import sqlite3
+import sys
+
+import pytest
+import yaml
+
+from pipeline.runner import run
+from pipeline.sweep import job_dir_name
+from tests.conftest import SMALL, make_config
+from tests.test_cli import QUICK, quiltgen
+from tests.test_evaluate import SCORER
+
+pytestmark = pytest.mark.slow
+
+
+def read_summary(sweep):
+    with open(sweep / "summary.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_2x2_sweep_scored_by_a_command_writes_a_summary_sorted_by_score(tmp_path, layout):
+    sweep = tmp_path / "sweep"
+    scorer = f"{sys.executable} {SCORER} {{data_yaml}} {{run_dir}}/eval/metrics.json"
+    quiltgen(tmp_path, "-m", "compose.objects.max=1,3", "seed=1,2", f"input.root={layout}", "samples.per_class=2",
+             "evaluate=command", f"evaluate.command='{scorer}'", "evaluate.score_file=eval/metrics.json",
+             "evaluate.score_key=metrics.map50", f"hydra.sweep.dir={sweep}", *QUICK, "output.report=true")
+    rows = read_summary(sweep)
+    assert len(rows) == 4
+    assert {(r["compose.objects.max"], r["seed"]) for r in rows} == {("1", "1"), ("1", "2"), ("3", "1"), ("3", "2")}
+    scores = [float(r["score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)  # best first: the command's score is maximized
+    for row in rows:
+        job = sweep / row["folder"]
+        assert row["folder"].startswith(f"{row['job']}_") and "input.root" not in row["folder"]  # paths left out
+        found = json.loads((job / "stats.json").read_text())
+        assert found["evaluation"]["score"] == float(row["score"]) == found["counts"]["objects"] / 100
+        assert int(row["objects"]) == found["counts"]["objects"] and row["report"] == f"{row['folder']}/report.html"
+        frozen = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+        assert (str(frozen["compose"]["objects"]["max"]), str(frozen["seed"])) == (row["compose.objects.max"],
+                                                                                  row["seed"])
+    html = (sweep / "summary.html").read_text()
+    assert html.count("<tr>") == 5 and html.count(">report</a>") == 4
+
+
+def test_an_optuna_sweep_runs_its_trials_and_writes_the_best_parameters(tmp_path, layout):
+    reference = tmp_path / "real"
+    run(make_config([*SMALL, f"input.root={layout}", "samples.per_class=3"]), reference)
+    sweep = tmp_path / "study"
+    args = ["-m", "sweep=optuna", "evaluate=reference", f"evaluate.reference={reference / 'yolo' / 'data.yaml'}",
+            f"input.root={layout}", "samples.per_class=2", *QUICK]
+    proc = quiltgen(tmp_path, *args, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={sweep}")
+    assert "Warning" not in proc.stderr
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) == {"augment.scale.min", "augment.scale.max", "augment.rotation.min",
+                                        "augment.rotation.max", "compose.blending.hard", "compose.blending.feather",
+                                        "compose.blending.poisson", "compose.blending.motion", "compose.objects.max"}
+    rows = read_summary(sweep)
+    assert len(rows) == 3 and best["best_value"] == max(float(r["score"]) for r in rows) == float(rows[0]["score"])
+    assert "optimization_results.yaml</a>" in (sweep / "summary.html").read_text()
+    # the study is kept: a new sweep on the same storage continues it
+    quiltgen(tmp_path, *args, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'more'}",
+             f"hydra.sweeper.storage=sqlite:///{sweep / 'optuna.db'}")
+    with sqlite3.connect(sweep / "optuna.db") as db:
+        assert db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone() == (4,)
+    assert len(read_summary(tmp_path / "more")) == 1
+
+
+def test_an_optimiser_without_an_evaluation_stops_with_one_line(tmp_path, layout):
+    proc = quiltgen(tmp_path, "-m", "sweep=optuna", f"input.root={layout}", f"hydra.sweep.dir={tmp_path / 's'}",
+                    *QUICK, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "quiltgen: error: hydra.sweeper: OptunaSweeper tunes toward each run's score, and without an " \
+           "evaluation there is none; add evaluate=reference" in proc.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_job_folder_names_are_readable_unique_and_never_nested():
+    assert job_dir_name(3, "augment.scale.max=1.5,seed=1") == "3_augment.scale.max=1.5,seed=1"
+    assert job_dir_name(0, "") == "0"
+    assert job_dir_name(1, "input.root=/data/a/b") == "1_input.root=_data_a_b"
+    long = job_dir_name(12, "x=" + "9" * 500)
+    assert long.startswith("12_x=999") and long.endswith("...") and len(long) < 130
