@@ -29,7 +29,7 @@ from pipeline.backends import parallel_backend, warm_up
 from pipeline.errors import ConfigError
 from pipeline.formats import DatasetWriters
 from pipeline.render import prepare_worker, render_task
-from pipeline.schema import QuiltgenConfig
+from pipeline.schema import QuiltgenConfig, augment_per_class
 from pipeline.seeding import split_rng
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path) -> dict:
     names = catalog.classes
     settings["plan"] = {"per_class": settings["samples"]["per_class"], "repeats": settings["samples"]["repeats"],
                         "class_p": class_probabilities(names, settings["compose"]["class_weights"])}
+    settings["class_augment"] = augment_per_class(settings["augment"], names)  # augment.classes merged per class
     bank_dir = out_dir / f".bank-{uuid.uuid4().hex[:8]}"
     warming = warm_up(settings["workers"], prepare_worker)  # workers start while the inputs are decoded
     try:

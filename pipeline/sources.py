@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.augment import hull_extents, linear_part
+from pipeline.augment import hull_extents, linear_part, size_to_scale
 from pipeline.errors import InputError
 from pipeline.quilt import tile_grid
 
@@ -205,21 +205,27 @@ def mask_hull(mask: np.ndarray) -> np.ndarray:
     return cv2.convexHull(cv2.findNonZero(mask)).reshape(-1, 2)
 
 
-def check_fits(extents: np.ndarray, source: ObjectSource, augment: dict, quilt: dict, compose: dict) -> None:
+def object_size(obj: np.ndarray) -> float:
+    """A cut-out's size in pixels: the square root of its mask area (the same for any rotation of the photo)."""
+    return math.sqrt(cv2.countNonZero(obj[:, :, 3]))
+
+
+def normalise_factors(sizes: list[float]) -> list[float]:
+    """Per cut-out, the factor that resizes it to the median size of its group (``augment.size=normalised``)."""
+    median = float(np.median(sizes))
+    return [median / size for size in sizes]
+
+
+def check_fits(extents: np.ndarray, source: ObjectSource, augment: dict, quilt: dict, compose: dict,
+               normalise: float = 1.0, key: str = "augment") -> None:
     """Fail early for an object that no allowed draw can place: too big, too small, or never the right aspect.
 
-    ``extents``: the object's (n, 2) box sizes at scale 1 under the ``transform_grid`` maps.
+    ``extents``: the object's (n, 2) box sizes at scale 1 under the ``transform_grid`` maps; ``augment``: its
+    class's settings (``key`` names them in messages); ``normalise``: its factor to its class's median size.
     """
     width, height = quilt["width"], quilt["height"]
-    if augment["area"]["enabled"]:
-        unit_area = extents[:, 0] * extents[:, 1]
-        smallest = np.sqrt(augment["area"]["min"] * width * height / unit_area)
-        largest = np.sqrt(augment["area"]["max"] * width * height / unit_area)
-        size_keys = "augment.area"
-    else:
-        low, high = (augment["scale"]["min"], augment["scale"]["max"]) if augment["scale"]["enabled"] else (1, 1)
-        smallest, largest = np.full(len(extents), low), np.full(len(extents), high)
-        size_keys = "augment.scale"
+    smallest, largest = scale_bounds(extents, augment, quilt, normalise)
+    size_keys = f"{key}.{augment['size']}"
     shown = 1 - compose["max_truncation"]  # the part that must lie on the canvas
     fits = (extents[:, 0] * smallest * shown <= width) & (extents[:, 1] * smallest * shown <= height)
     if not fits.any():
@@ -241,12 +247,23 @@ def check_fits(extents: np.ndarray, source: ObjectSource, augment: dict, quilt: 
                          f"widen compose.aspect or change augment.shear/augment.rotation")
 
 
-def smallest_box_area(extents: np.ndarray, augment: dict, quilt: dict) -> float:
+def scale_bounds(extents: np.ndarray, augment: dict, quilt: dict, normalise: float = 1.0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest scale factor per ``transform_grid`` map: the ends of the size mode's range.
+
+    The perspective tilt is left out: it moves the box by a fraction of its size either way, and an untilted
+    draw is always allowed (every corner offset range contains 0).
+    """
+    mode, canvas = augment["size"], (quilt["width"], quilt["height"])
+    spec = augment[mode]
+    return (size_to_scale(mode, spec["min"], extents, canvas, normalise),
+            size_to_scale(mode, spec["max"], extents, canvas, normalise))
+
+
+def smallest_box_area(extents: np.ndarray, augment: dict, quilt: dict, normalise: float = 1.0) -> float:
     """Pixel area of the object's smallest possible box under the allowed transforms and sizes."""
-    if augment["area"]["enabled"]:
-        return augment["area"]["min"] * quilt["width"] * quilt["height"]
-    scale = augment["scale"]["min"] if augment["scale"]["enabled"] else 1.0
-    return float((extents[:, 0] * extents[:, 1]).min() * scale ** 2)
+    smallest, _ = scale_bounds(extents, augment, quilt, normalise)
+    return float((extents[:, 0] * extents[:, 1] * smallest ** 2).min())
 
 
 def check_room(smallest_areas: list[float], settings: dict) -> None:
@@ -264,7 +281,8 @@ def check_room(smallest_areas: list[float], settings: dict) -> None:
         raise InputError(f"compose.objects.min={need}: even {need} copies of the smallest object at its smallest size "
                          f"need {required:.0f} visible px, more than the {quilt['width']}x{quilt['height']} canvas "
                          f"holds ({canvas} px); lower compose.objects.min, shrink the objects "
-                         f"(augment.scale / augment.area) or allow more overlap (compose.max_occlusion)")
+                         f"(the range of augment.size's mode, e.g. augment.scale.min) or allow more overlap "
+                         f"(compose.max_occlusion)")
 
 
 def _save(bank_dir: Path, name: str, array: np.ndarray) -> str:
@@ -285,22 +303,30 @@ def _load_or_skip(path_for_log: Path, on_bad_file: str, skipped: list[str], load
         return None
 
 
-def _bank_object(obj: np.ndarray, hull: np.ndarray, bank_dir: Path, name: str, source: ObjectSource,
-                 root: Path) -> dict:
+def _bank_object(obj: np.ndarray, hull: np.ndarray, normalise: float, bank_dir: Path, name: str,
+                 source: ObjectSource, root: Path) -> dict:
     return {
         "file": _save(bank_dir, name, obj),
         "photo": _relative(source.photo, root),
         "mask": _relative(source.mask, root) if source.mask else None,
         "hull": hull.tolist(),
+        "normalise": normalise,
     }
 
 
-def _measure(obj: np.ndarray, source: ObjectSource, grid: np.ndarray, settings: dict) -> tuple[np.ndarray, np.ndarray]:
+def _measure(obj: np.ndarray, source: ObjectSource, grid: np.ndarray, augment: dict, normalise: float,
+             settings: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
     """The object's mask hull and its box sizes under every allowed transform, after checking that it can fit."""
     hull = mask_hull(obj[:, :, 3])
     extents = hull_extents(hull, grid)
-    check_fits(extents, source, settings["augment"], settings["quilt"], settings["compose"])
+    check_fits(extents, source, augment, settings["quilt"], settings["compose"], normalise, key)
     return hull, extents
+
+
+def _class_key(augment: dict, name: str) -> str:
+    """How messages name a class's size settings: its own override, else the run's."""
+    return f"augment.classes.{name}" if {"size", augment["size"]} & set(augment.get("classes", {}).get(name, {})) \
+        else "augment"
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -312,31 +338,43 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
     inp, quilt = settings["input"], settings["quilt"]
     bank_dir.mkdir(parents=True, exist_ok=True)
     root = catalog.root
-    grid = transform_grid(settings["augment"])  # the same for every object: built once
+    grids = {}  # one transform grid per distinct shear/rotation/flip setting (one for the run unless classes differ)
+
+    def grid_for(augment: dict) -> np.ndarray:
+        spec = repr([augment[k] for k in ("shear", "rotation", "flip")])
+        if spec not in grids:
+            grids[spec] = transform_grid(augment)
+        return grids[spec]
+
+    def load_all(sources: list[ObjectSource]) -> list[tuple[ObjectSource, np.ndarray]]:
+        loaded = ((source, _load_or_skip(source.photo, inp["on_bad_file"], catalog.skipped, load_object, source,
+                                         inp["mask_threshold"])) for source in sources)
+        return [(source, obj) for source, obj in loaded if obj is not None]
+
     classes, smallest_areas = [], []
     for class_idx, name in enumerate(catalog.classes):
-        objects = []
-        for source in catalog.objects[name]:
-            obj = _load_or_skip(source.photo, inp["on_bad_file"], catalog.skipped,
-                                load_object, source, inp["mask_threshold"])
-            if obj is None:
-                continue
-            hull, extents = _measure(obj, source, grid, settings)
-            smallest_areas.append(smallest_box_area(extents, settings["augment"], quilt))
-            objects.append(_bank_object(obj, hull, bank_dir, f"object_{class_idx:04d}_{len(objects):05d}", source,
-                                        root))
-        if not objects:
+        augment, key = settings["class_augment"][class_idx], _class_key(settings["augment"], name)
+        loaded = load_all(catalog.objects[name])
+        if not loaded:
             raise InputError(f"{root / inp['photo_dir'] / name}: class '{name}' has no usable photos left "
                              f"after skipping bad files")
+        factors = normalise_factors([object_size(obj) for _, obj in loaded])  # needs the whole class first
+        objects = []
+        for (source, obj), factor in zip(loaded, factors, strict=True):
+            hull, extents = _measure(obj, source, grid_for(augment), augment, factor, settings, key)
+            smallest_areas.append(smallest_box_area(extents, augment, quilt, factor))
+            objects.append(_bank_object(obj, hull, factor, bank_dir, f"object_{class_idx:04d}_{len(objects):05d}",
+                                        source, root))
         classes.append({"name": name, "objects": objects})
     check_room(smallest_areas, settings)
+    loaded = load_all(catalog.distractors)
+    factors = normalise_factors([object_size(obj) for _, obj in loaded]) if loaded else []
     distractors = []
-    for source in catalog.distractors:
-        obj = _load_or_skip(source.photo, inp["on_bad_file"], catalog.skipped,
-                            load_object, source, inp["mask_threshold"])
-        if obj is not None:
-            hull, _ = _measure(obj, source, grid, settings)
-            distractors.append(_bank_object(obj, hull, bank_dir, f"distractor_{len(distractors):05d}", source, root))
+    for (source, obj), factor in zip(loaded, factors, strict=True):
+        hull, _ = _measure(obj, source, grid_for(settings["augment"]), settings["augment"], factor, settings,
+                           "augment")
+        distractors.append(_bank_object(obj, hull, factor, bank_dir, f"distractor_{len(distractors):05d}", source,
+                                        root))
     if catalog.distractors and not distractors:
         raise InputError(f"{catalog.distractors[0].photo.parent}: no usable distractors left after skipping bad files")
     # Backgrounds only ever fill one cell, zoomed in at most zoom.max: shrink them to that once, here,

@@ -174,7 +174,7 @@ def test_every_blending_method_and_augmentation_runs_and_stays_reproducible(layo
 
 
 def test_canvas_relative_size(layout, generate):
-    out = generate(layout, "augment.scale.enabled=false", "augment.area.enabled=true", "augment.area.min=0.05",
+    out = generate(layout, "augment.size=area", "augment.area.min=0.05",
                    "augment.area.max=0.05", "augment.rotation.enabled=false", "augment.shear.enabled=false",
                    "augment.erode.enabled=false",
                    "compose.max_truncation=0", "compose.objects.max=1", "samples.per_class=6")
