@@ -11,7 +11,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from pipeline import augment, color, quilt, render, shadow, sources
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InputError
 from pipeline.schema import augment_per_class
 from tests.conftest import SMALL, make_config, make_layout
 from tests.test_geometry import random_object
@@ -103,6 +103,22 @@ def test_a_misspelt_class_is_rejected_with_the_class_list(layout, generate, tmp_
     with pytest.raises(ConfigError, match=r"^augment.classes.caat: no such class; the classes are \['cat', 'dog'\]$"):
         generate(layout, "+augment.classes.caat.scale.max=1", out=out)
     assert not out.exists()  # checked before anything is written
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["+augment.classes.cat.scale.min=20", "+augment.classes.cat.scale.max=30"],
+     r"photo/cat/0.png: object is at least \d+x\d+ px at its smallest allowed size \(augment.classes.cat.scale\)"),
+    (["augment.size=side_px", "augment.side_px.min=400", "augment.side_px.max=500"],
+     r"at its smallest allowed size \(augment.side_px\), which does not fit the 320x240 canvas"),
+    (["augment.size=side_fraction", "augment.side_fraction.min=0.01", "augment.side_fraction.max=0.02"],
+     r"at its largest allowed size \(augment.side_fraction.max\), below compose.min_box_size=8"),
+    (["augment.size=area", "augment.area.min=0.05", "augment.area.max=0.1", "compose.objects.min=30",
+      "compose.objects.max=30", "compose.max_occlusion=0", "compose.max_truncation=0"],
+     r"compose.objects.min=30: even 30 copies of the smallest object at its smallest size need 11520\d visible px"),
+])
+def test_fit_checks_use_each_class_and_size_unit(layout, generate, overrides, message):
+    with pytest.raises(InputError, match=message):
+        generate(layout, *overrides)
 
 
 @pytest.mark.parametrize("override, message", [
