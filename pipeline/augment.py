@@ -9,7 +9,8 @@ Object size (``augment.size``) is one of SIZE_MODES, each with its own range in 
   area           box area as a fraction of the canvas area (log-uniform)
   side_px        longest box side in pixels (log-uniform)
   side_fraction  the larger of box width / canvas width and box height / canvas height (log-uniform)
-Box-relative modes are exact for the warped object: the scale is solved from the mask hull under the same warp.
+Box-relative modes hold for the warped object's box (to a pixel or two): the scale is solved from the mask's
+convex hull under the same warp.
 """
 from __future__ import annotations
 
