@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from pipeline.color import channel_matrix
+from pipeline.color import paint_tile
 
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 with x1/y1 exclusive
 
@@ -46,12 +46,13 @@ def sample_tiles(rng: np.random.Generator, grid: Sequence[Rect], background_size
 
 
 def render(width: int, height: int, tiles: Sequence[dict], backgrounds: Sequence[np.ndarray],
-           brightness: float = 1.0, gains: Sequence[Sequence[float]] | None = None) -> np.ndarray:
+           brightness: float = 1.0, gains: Sequence[Sequence[float]] | None = None, contrast: float = 1.0,
+           gamma: float = 1.0) -> np.ndarray:
     """Paint every tile's window, resized to its cell, onto a new BGR canvas.
 
-    The colour change is applied on the way in (one pass, not two): ``brightness`` multiplies every tile,
-    ``gains`` (one (b, g, r) triple per tile) on top of it per channel. A uniform brightness uses
-    ``cv2.convertScaleAbs`` and per-channel gains ``cv2.transform``: both 3-5x faster than lookup tables at 1080p.
+    The colour change is applied on the way in (``color.paint_tile``): ``brightness`` multiplies every tile,
+    ``gains`` (one (b, g, r) triple per tile) on top of it per channel, ``contrast`` about each tile's mean
+    grey, then ``gamma``. Without gamma that is one pass, 3-5x faster than a lookup table at 1080p.
     """
     canvas = np.empty((height, width, 3), np.uint8)
     for n, tile in enumerate(tiles):
@@ -62,12 +63,5 @@ def render(width: int, height: int, tiles: Sequence[dict], backgrounds: Sequence
         if (sw, sh) != size:
             shrinking = sw > size[0] or sh > size[1]
             window = cv2.resize(window, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        cell = canvas[y0:y1, x0:x1]
-        matrix = channel_matrix(brightness, gains[n]) if gains is not None else None
-        if matrix is not None:
-            cv2.transform(window, matrix, dst=cell)
-        elif brightness != 1.0:
-            cv2.convertScaleAbs(window, dst=cell, alpha=brightness)
-        else:
-            cell[...] = window
+        paint_tile(window, canvas[y0:y1, x0:x1], brightness, gains[n] if gains is not None else None, contrast, gamma)
     return canvas

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import augment, blend, color, compose, quilt, worker, writers
+from pipeline import augment, blend, color, compose, quilt, shadow, worker, writers
 from pipeline.errors import SampleError
 from pipeline.seeding import sample_rng
 
@@ -42,14 +42,14 @@ def sample_sources(plan: dict, n_objects: int, sample_idx: int) -> tuple:
     return sample_idx % n_objects, None
 
 
-def transform_object(rng: np.random.Generator, source: dict, settings: dict) -> tuple:
-    """Draw and apply the object's augmentation: (image, mask, params), or (None, None, reason) if rejected."""
+def transform_object(rng: np.random.Generator, source: dict, settings: dict, augment_cfg: dict) -> tuple:
+    """Draw and apply the object's augmentation (``augment_cfg``: its class's settings): (image, mask, params),
+    or (None, None, reason) if rejected."""
     obj = bank_array(source["file"])
     quilt_cfg = settings["quilt"]
-    params = augment.sample_object_params(rng, settings["augment"])
-    if params["area"] is not None:
-        params["scale"] = augment.area_scale(params, np.asarray(source["hull"]),
-                                             quilt_cfg["width"] * quilt_cfg["height"])
+    params = augment.sample_object_params(rng, augment_cfg)
+    params["scale"] = augment.size_scale(params, np.asarray(source["hull"]), obj.shape[:2],
+                                         (quilt_cfg["width"], quilt_cfg["height"]), source["normalise"])
     result = augment.apply_object(np.ascontiguousarray(obj[:, :, :3]), np.ascontiguousarray(obj[:, :, 3]), params)
     if result is None:
         return None, None, f"object vanished at scale {params['scale']:.3f}"
@@ -71,7 +71,7 @@ def paste(rng: np.random.Generator, canvas: np.ndarray, img: np.ndarray, mask: n
 
 
 def add_object(rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray, placed: list, source: dict,
-               settings: dict) -> tuple[dict | None, str]:
+               settings: dict, augment_cfg: dict) -> tuple[dict | None, str]:
     """Draw, place (every compose rule checked on the ownership map) and paste one labelled object.
 
     Returns (its parameters, "") or (None, the last reason) after ``samples.max_attempts`` draws.
@@ -79,7 +79,7 @@ def add_object(rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray, 
     comp, (height, width) = settings["compose"], owner.shape
     reason = ""
     for attempt in range(1, settings["samples"]["max_attempts"] + 1):
-        img, mask, params = transform_object(rng, source, settings)
+        img, mask, params = transform_object(rng, source, settings, augment_cfg)
         if img is None:
             reason = params
             continue
@@ -89,6 +89,8 @@ def add_object(rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray, 
             continue
         reason = compose.place(owner, placed, mask, *position, comp)
         if reason is None:
+            params["shadow"] = shadow.sample(rng, augment_cfg["shadow"])
+            shadow.cast(canvas, owner, mask, *position, params["shadow"])  # on the background only, under the object
             blend_params = paste(rng, canvas, img, mask, *position, params, comp["blending"])
             return {"augment": params, "blend": blend_params, "attempts": attempt}, ""
     return None, reason
@@ -98,10 +100,11 @@ def add_distractor(rng: np.random.Generator, canvas: np.ndarray, source: dict, s
     """Paste one unlabelled distractor anywhere it (partly) fits; None if no draw was usable."""
     comp, (height, width) = settings["compose"], canvas.shape[:2]
     for _ in range(settings["samples"]["max_attempts"]):
-        img, mask, params = transform_object(rng, source, settings)
+        img, mask, params = transform_object(rng, source, settings, settings["augment"])
         position = None if img is None else compose.sample_position(rng, mask.shape[1], mask.shape[0], width,
                                                                      height, comp["max_truncation"])
         if position is not None:
+            shadow.cast(canvas, None, mask, *position, shadow.sample(rng, settings["augment"]["shadow"]))
             blend_params = paste(rng, canvas, img, mask, *position, params, comp["blending"])
             return {"photo": source["photo"], "box": list(compose.mask_box(mask, *position)), "blend": blend_params}
     return None
@@ -124,14 +127,14 @@ def compose_scene(rng: np.random.Generator, canvas: np.ndarray, bank: dict, sett
     for n in range(wanted):
         class_idx, obj_idx = first if n == 0 else pick_extra_source(rng, bank, plan["class_p"])
         source = bank["classes"][class_idx]["objects"][obj_idx]
-        drawn, reason = add_object(rng, canvas, owner, placed, source, settings)
+        drawn, reason = add_object(rng, canvas, owner, placed, source, settings, settings["class_augment"][class_idx])
         if drawn is None:
             if n < comp["objects"]["min"]:
                 raise SampleError(
                     f"could place only {n} of compose.objects.min={comp['objects']['min']} objects "
                     f"in samples.max_attempts={settings['samples']['max_attempts']} draws (last: {reason}); lower "
                     f"compose.objects.min, allow more overlap (compose.max_occlusion, compose.max_iou), shrink the "
-                    f"objects (augment.scale / augment.area) or widen compose.aspect / lower compose.min_box_size")
+                    f"objects (the augment.size range) or widen compose.aspect / lower compose.min_box_size")
             dropped += 1
             continue
         records.append({"class": bank["classes"][class_idx]["name"], "class_index": class_idx,
@@ -153,7 +156,8 @@ def render_background(rng: np.random.Generator, bank: dict, settings: dict, firs
     image_params = augment.sample_image_params(rng, settings["augment"], len(tiles))
     images = {t["background"]: bank_array(backgrounds[t["background"]]["file"]) for t in tiles}
     canvas = quilt.render(width, height, tiles, images, image_params["background_brightness"],
-                          image_params["tile_gains"])
+                          image_params["tile_gains"], image_params["background_contrast"],
+                          image_params["background_gamma"])
     return canvas, tiles, image_params
 
 

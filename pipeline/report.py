@@ -264,11 +264,13 @@ def contact_sheet(out_dir: Path, records: list[dict], count: int = CONTACT_IMAGE
 
 
 def _switched_off(config: dict) -> dict:
-    """The augment config with every switchable transform off: what each one does alone is then visible."""
+    """The augment config with every switchable transform off and the cut-out at its own size: what each
+    range does alone is then visible."""
     config = copy.deepcopy(config)
     for value in config.values():
         if isinstance(value, dict) and "enabled" in value:
             value["enabled"] = False
+    config["size"], config["scale"] = "scale", {"min": 1.0, "max": 1.0}
     return config
 
 
@@ -277,7 +279,7 @@ def sheet_settings(config: dict) -> list[tuple[str, list[tuple[str, dict]]]]:
     a ``{min, max}`` range at its min and max, a list of choices (blur kernel sizes) at its smallest and largest."""
     base, found = _switched_off(config), []
     for key, spec in config.items():
-        if not (isinstance(spec, dict) and spec.get("enabled")):
+        if not (isinstance(spec, dict) and spec.get("enabled")) and key != config["size"]:
             continue
         if "min" in spec and "max" in spec:
             ends = [(f"{spec[end]:g}", {**spec, "min": spec[end], "max": spec[end]}) for end in ("min", "max")]
@@ -287,7 +289,8 @@ def sheet_settings(config: dict) -> list[tuple[str, list[tuple[str, dict]]]]:
                 continue
             name, values = choices
             ends = [(f"{v:g}", {**spec, name: [v]}) for v in (min(values), max(values))]
-        found.append((key, [(label, {**base, key: pinned}) for label, pinned in ends]))
+        size = {"size": key} if key == config["size"] else {}  # the size range of the run's unit
+        found.append((key, [(label, {**base, **size, key: pinned}) for label, pinned in ends]))
     return found
 
 
@@ -301,7 +304,7 @@ def augmentation_sheet(bank: dict, settings: dict) -> dict:
     """
     rng = np.random.default_rng(0)  # every range is pinned to one value, so nothing here is random
     config = settings["augment"]
-    canvas_area = settings["quilt"]["width"] * settings["quilt"]["height"]
+    canvas = (settings["quilt"]["width"], settings["quilt"]["height"])
     neutral = augment.sample_object_params(rng, _switched_off(config))
     ranges = [(name, [(label, augment.sample_object_params(rng, pinned)) for label, pinned in ends])
               for name, ends in sheet_settings(config)]
@@ -310,6 +313,7 @@ def augmentation_sheet(bank: dict, settings: dict) -> dict:
     classes, shrunk = [], False
     for cls in bank["classes"][:SHEET_CLASSES]:
         source = cls["objects"][0]
+        normalise = source.get("normalise", 1.0)
         obj = sources.load_object(sources.ObjectSource(root / source["photo"],
                                                        root / source["mask"] if source["mask"] else None), threshold)
         factor = min(1.0, SHEET_SOURCE / max(obj.shape[:2]))
@@ -319,9 +323,9 @@ def augmentation_sheet(bank: dict, settings: dict) -> dict:
             obj = cv2.resize(obj, size, interpolation=cv2.INTER_AREA)
             obj[:, :, 3] = np.where(obj[:, :, 3] >= 128, 255, 0)
         hull = np.asarray(source["hull"], np.float64)
-        made = {name: [(f"{name} {label}", _cutout(obj, hull, factor, params, canvas_area)) for label, params in ends]
-                for name, ends in ranges}
-        classes.append((cls["name"], source["photo"], _cutout(obj, hull, factor, neutral, canvas_area), made))
+        made = {name: [(f"{name} {label}", _cutout(obj, hull, factor, params, canvas, normalise))
+                       for label, params in ends] for name, ends in ranges}
+        classes.append((cls["name"], source["photo"], _cutout(obj, hull, factor, neutral, canvas, normalise), made))
     # a range whose ends give the untouched cut-out for every class acts on the image or at paste time
     same = lambda a, b: a is not None and b is not None and a.shape == b.shape and np.array_equal(a, b)  # noqa: E731
     not_shown = [name for name, _ in ranges
@@ -336,12 +340,13 @@ def augmentation_sheet(bank: dict, settings: dict) -> dict:
             "classes_left_out": max(0, len(bank["classes"]) - SHEET_CLASSES)}
 
 
-def _cutout(obj: np.ndarray, hull: np.ndarray, factor: float, params: dict, canvas_area: int) -> np.ndarray | None:
-    """The cut-out as a worker would transform it (render.transform_object), on a shrunk copy: BGRA or None."""
+def _cutout(obj: np.ndarray, hull: np.ndarray, factor: float, params: dict, canvas: tuple[int, int],
+            normalise: float) -> np.ndarray | None:
+    """The cut-out as a worker would transform it (render.transform_object), on a copy shrunk by ``factor``:
+    BGRA or None. ``hull`` is in the full-size cut-out's pixels; ``normalise`` its factor to its class's size."""
     params = dict(params)
-    if params.get("area") is not None:
-        params["scale"] = augment.area_scale(params, hull, canvas_area)
-    params["scale"] = params["scale"] * factor
+    full_shape = (round(obj.shape[0] / factor), round(obj.shape[1] / factor))
+    params["scale"] = augment.size_scale(params, hull, full_shape, canvas, normalise) * factor
     result = augment.apply_object(np.ascontiguousarray(obj[:, :, :3]), np.ascontiguousarray(obj[:, :, 3]), params)
     return None if result is None else np.dstack(result)
 

@@ -32,7 +32,7 @@ from pipeline.backends import parallel_backend
 from pipeline.errors import ConfigError, InputError, QuiltgenError, SampleError
 from pipeline.formats import DatasetWriters
 from pipeline.render import render_task
-from pipeline.schema import QuiltgenConfig
+from pipeline.schema import QuiltgenConfig, augment_per_class
 from pipeline.seeding import split_rng
 
 log = logging.getLogger(__name__)
@@ -158,8 +158,9 @@ def check_resumable(state: runstate.RunState, settings: dict) -> dict | None:
     if "config_hash" not in record:
         raise ConfigError(f"resume: {folder}/run.json has no config hash: the run stopped before its inputs were "
                           f"checked, so nothing of it can be kept; delete the folder and start the run again")
-    if runstate.config_hash(settings) != record["config_hash"]:
-        differences = runstate.config_differences(record.get("config", {}), runstate.config_identity(settings))
+    identity = runstate.config_identity(settings)
+    if runstate.config_hash(identity) != record["config_hash"]:
+        differences = runstate.config_differences(record.get("config", {}), identity)
         raise ConfigError(f"resume: the config differs from the one {folder} was started with "
                           f"({'; '.join(differences[:5]) or 'see run.json'}); resume without overrides other "
                           f"than workers.*, or start a new run")
@@ -187,7 +188,8 @@ def scan_inputs(settings: dict) -> sources.Catalog:
              plural(len(catalog.distractors), "distractor"))
     settings["plan"] = {"per_class": settings["samples"]["per_class"], "repeats": settings["samples"]["repeats"],
                         "class_p": class_probabilities(catalog.classes, settings["compose"]["class_weights"]),
-                        "parent_pid": os.getpid(), "input_root": str(catalog.root)}
+                        "parent_pid": os.getpid()}
+    settings["class_augment"] = augment_per_class(settings["augment"], catalog.classes)  # augment.classes merged
     return catalog
 
 
@@ -210,6 +212,7 @@ def split_counts(splits: list[list[str]]) -> dict[str, int]:
 
 def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Path | None) -> dict:
     out_dir, resuming = state.folder, settings["resume"] is not None
+    config = dict(settings)  # before the run adds its derived keys
     catalog = scan_inputs(settings)
     if resuming:
         clear_leftovers(out_dir)
@@ -219,7 +222,7 @@ def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Pa
             bank, inputs = build_bank(catalog, bank_dir, settings, n_workers)
             counts, splits = plan_samples(bank, settings)
             log_plan(bank, counts, catalog)
-            record_start(state, settings, inputs, catalog.classes, counts, splits, resuming)
+            record_start(state, config, catalog.root, inputs, catalog.classes, counts, splits, resuming)
             if replay_of is not None:
                 warn_changed_inputs(replay_of, inputs)
             total = _generate(state, bank, settings, counts, splits, n_workers)
@@ -259,9 +262,11 @@ def log_plan(bank: dict, counts: list[int], catalog: sources.Catalog) -> None:
         log.warning("%s skipped (input.on_bad_file=skip)", plural(len(catalog.skipped), "file"))
 
 
-def record_start(state: runstate.RunState, settings: dict, inputs: list[dict], classes: list[str],
+def record_start(state: runstate.RunState, settings: dict, root: Path, inputs: list[dict], classes: list[str],
                  counts: list[int], splits: list[list[str]], resuming: bool) -> None:
-    """Fill run.json with what the run is made of; on a resume, refuse changed inputs instead."""
+    """Fill run.json with what the run is made of; on a resume, refuse changed inputs instead.
+
+    ``settings`` without the keys the run derives (plan, per-class settings): what the config says."""
     samples = {"total": sum(counts), "per_class": dict(zip(classes, counts, strict=True)),
                "per_split": split_counts(splits)}
     if resuming:
@@ -274,8 +279,8 @@ def record_start(state: runstate.RunState, settings: dict, inputs: list[dict], c
         return
     identity = runstate.config_identity(settings)
     state.save(status="running", pid=os.getpid(), versions=runstate.versions(),
-               config_hash=runstate.config_hash(settings), config=identity, seed=settings["seed"],
-               input_root=settings["plan"]["input_root"],
+               config_hash=runstate.config_hash(identity), config=identity, seed=settings["seed"],
+               input_root=str(root),
                samples=samples, inputs=inputs)
 
 

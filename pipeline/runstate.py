@@ -42,12 +42,13 @@ def canonical(obj) -> bytes:
 
 
 def config_identity(settings: dict) -> dict:
-    """The part of the resolved config that decides the bytes of the dataset."""
-    return {key: value for key, value in settings.items() if key not in VOLATILE_KEYS and key != "plan"}
+    """The part of the resolved config that decides the bytes of the dataset (call it before the run adds its
+    derived keys, such as the plan, to ``settings``)."""
+    return json.loads(canonical({key: value for key, value in settings.items() if key not in VOLATILE_KEYS}))
 
 
-def config_hash(settings: dict) -> str:
-    return hashlib.sha256(canonical(config_identity(settings))).hexdigest()
+def config_hash(identity: dict) -> str:
+    return hashlib.sha256(canonical(identity)).hexdigest()
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field, is_dataclass
 from difflib import get_close_matches
-from typing import get_origin, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from pipeline.augment import SIZE_MODES
 from pipeline.blend import METHODS as BLEND_METHODS
 from pipeline.errors import ConfigError
 from pipeline.evaluate import check_placeholders
@@ -111,13 +112,109 @@ class FlipConfig:
     vertical: float = 0.0
 
 
-# (key, lower bound, upper bound) of every uniform range in AugmentConfig; None = unbounded.
+@dataclass
+class ShadowConfig:
+    """A soft drop shadow under each pasted object: offsets and blur as fractions of the object's box."""
+
+    enabled: bool = False
+    offset_x: Interval = field(default_factory=lambda: Interval(-0.15, 0.15))
+    offset_y: Interval = field(default_factory=lambda: Interval(0.0, 0.15))
+    blur: Interval = field(default_factory=lambda: Interval(0.02, 0.08))
+    opacity: Interval = field(default_factory=lambda: Interval(0.3, 0.6))
+
+
+# (key, lower bound, upper bound) of every [min, max] range in AugmentConfig; None = unbounded.
 AUGMENT_RANGES = (
     ("object_brightness", 0.0, None), ("background_brightness", 0.0, None), ("tile_jitter", 0.0, None),
-    ("scale", None, None), ("area", None, 1.0), ("shear", -1.0, 1.0), ("rotation", -180.0, 180.0),
+    ("scale", None, None), ("normalised", None, None), ("area", None, 1.0), ("side_px", None, None),
+    ("side_fraction", None, 1.0), ("shear", -1.0, 1.0), ("rotation", -180.0, 180.0), ("perspective", 0.0, 0.4),
     ("hue", -180.0, 180.0), ("saturation", 0.0, None), ("erode", 0.0, None), ("color_match", 0.0, 1.0),
-    ("noise", 0.0, None), ("jpeg_quality", 1.0, 100.0),
+    ("object_contrast", 0.0, None), ("object_gamma", None, None), ("background_contrast", 0.0, None),
+    ("background_gamma", None, None), ("noise", 0.0, None), ("jpeg_quality", 1.0, 100.0),
+    ("shadow.offset_x", -1.0, 1.0), ("shadow.offset_y", -1.0, 1.0), ("shadow.blur", 0.0, 0.5),
+    ("shadow.opacity", 0.0, 1.0),
 )
+# Ranges whose min must be > 0: sizes and gammas.
+POSITIVE_RANGES = (*SIZE_MODES, "object_gamma", "background_gamma")
+# What augment.classes.<class> may override: the per-object settings (per-image ones stay per run).
+CLASS_KEYS = ("size", *SIZE_MODES, "object_brightness", "object_contrast", "object_gamma", "hue", "saturation",
+              "blur", "shear", "rotation", "flip", "erode", "perspective", "color_match", "shadow")
+
+
+def _lookup(values: dict, dotted: str) -> dict:
+    for part in dotted.split("."):
+        values = values[part]
+    return values
+
+
+def check_augment(values: dict, prefix: str = "augment") -> None:
+    """Range checks of one augment config given as a plain dict (the run's, or a class's merged one)."""
+    _check(values["size"] in SIZE_MODES, f"{prefix}.size", f"must be one of {list(SIZE_MODES)}, got {values['size']!r}")
+    for key, lower, upper in AUGMENT_RANGES:
+        spec = _lookup(values, key)
+        _check_min_max(f"{prefix}.{key}", spec["min"], spec["max"], lower=lower, upper=upper)
+    for key in POSITIVE_RANGES:
+        _check(values[key]["min"] > 0, f"{prefix}.{key}.min", f"must be > 0, got {values[key]['min']}")
+    for key in ("horizontal", "vertical"):
+        value = values["flip"][key]
+        _check(0 <= value <= 1, f"{prefix}.flip.{key}", f"must be a probability in [0, 1], got {value}")
+    sizes = list(values["blur"]["kernel_sizes"])
+    _check(len(sizes) > 0, f"{prefix}.blur.kernel_sizes", "must list at least one kernel size")
+    for k in sizes:
+        _check(k > 0 and k % 2 == 1, f"{prefix}.blur.kernel_sizes",
+               f"kernel sizes must be positive odd integers, got {k}")
+
+
+def _coerce(default, value, key: str):
+    """``value`` as the type of ``default`` (a class override of that setting), or a ConfigError."""
+    if isinstance(default, bool):
+        _check(isinstance(value, bool), key, f"must be true or false, got {value!r}")
+    elif isinstance(default, int | float):
+        _check(isinstance(value, int | float) and not isinstance(value, bool), key, f"must be a number, got {value!r}")
+        return float(value) if isinstance(default, float) else value
+    elif isinstance(default, str):
+        _check(isinstance(value, str), key, f"must be a string, got {value!r}")
+    elif isinstance(default, list):
+        _check(isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value), key,
+               f"must be a list of integers, got {value!r}")
+    return value
+
+
+def _merge(base: dict, override, prefix: str) -> dict:
+    _check(isinstance(override, dict), prefix, f"must be a mapping of settings, got {override!r}")
+    merged = dict(base)
+    for key, value in override.items():
+        path = f"{prefix}.{key}"
+        _check(key in base, path, f"unknown key; the keys here are {list(base)}")
+        merged[key] = _merge(base[key], value, path) if isinstance(base[key], dict) else _coerce(base[key], value, path)
+    return merged
+
+
+def class_augment(augment: dict, name: str) -> dict:
+    """The augment settings of class ``name``: ``augment.classes.<name>`` merged over the run's (plain dicts)."""
+    prefix = f"augment.classes.{name}"
+    override = augment["classes"].get(name, {})
+    _check(isinstance(override, dict), prefix, f"must be a mapping of settings, e.g. +{prefix}.scale.max=1.5")
+    for key in override:
+        _check(key in CLASS_KEYS, f"{prefix}.{key}",
+               f"not a per-object setting, so it cannot be set per class; a class can set {list(CLASS_KEYS)}")
+    merged = _merge({k: v for k, v in augment.items() if k != "classes"}, override, prefix)
+    mode = merged["size"]
+    for key in SIZE_MODES:
+        _check(key not in override or key == mode, f"{prefix}.{key}",
+               f"is set, but class {name!r} is sized by augment.size={mode}, so it would have no effect; "
+               f"set +{prefix}.size={key} (or augment.size={key}) to size it this way")
+    check_augment(merged, prefix)
+    return merged
+
+
+def augment_per_class(augment: dict, names: list[str]) -> list[dict]:
+    """Each class's augment settings, in class order; a class in ``augment.classes`` that the input lacks is an
+    error listing the classes (known only after the input scan)."""
+    unknown = sorted(set(augment["classes"]) - set(names))
+    if unknown:
+        raise ConfigError(f"augment.classes.{unknown[0]}: no such class; the classes are {names}")
+    return [class_augment(augment, name) for name in names]
 
 
 @dataclass
@@ -126,37 +223,34 @@ class AugmentConfig:
     background_brightness: RangeConfig = field(default_factory=lambda: RangeConfig(0.5, 1.5))
     tile_jitter: RangeConfig = field(default_factory=lambda: RangeConfig(0.9, 1.1))
     blur: BlurConfig = field(default_factory=BlurConfig)
-    scale: RangeConfig = field(default_factory=lambda: RangeConfig(0.5, 2.0))
-    area: RangeConfig = field(default_factory=lambda: RangeConfig(0.005, 0.1, enabled=False))
+    size: str = "scale"
+    scale: Interval = field(default_factory=lambda: Interval(0.5, 2.0))
+    normalised: Interval = field(default_factory=lambda: Interval(0.5, 2.0))
+    area: Interval = field(default_factory=lambda: Interval(0.005, 0.1))
+    side_px: Interval = field(default_factory=lambda: Interval(32.0, 512.0))
+    side_fraction: Interval = field(default_factory=lambda: Interval(0.05, 0.5))
     shear: RangeConfig = field(default_factory=lambda: RangeConfig(-0.3, 0.3))
     rotation: RangeConfig = field(default_factory=lambda: RangeConfig(-15.0, 15.0))
+    perspective: RangeConfig = field(default_factory=lambda: RangeConfig(0.0, 0.1, enabled=False))
     flip: FlipConfig = field(default_factory=FlipConfig)
     hue: RangeConfig = field(default_factory=lambda: RangeConfig(-10.0, 10.0))
     saturation: RangeConfig = field(default_factory=lambda: RangeConfig(0.8, 1.2))
+    object_contrast: RangeConfig = field(default_factory=lambda: RangeConfig(0.8, 1.2, enabled=False))
+    object_gamma: RangeConfig = field(default_factory=lambda: RangeConfig(0.8, 1.25, enabled=False))
     erode: RangeConfig = field(default_factory=lambda: RangeConfig(0.0, 1.0))
     color_match: RangeConfig = field(default_factory=lambda: RangeConfig(0.0, 0.5, enabled=False))
+    shadow: ShadowConfig = field(default_factory=ShadowConfig)
+    background_contrast: RangeConfig = field(default_factory=lambda: RangeConfig(0.8, 1.2, enabled=False))
+    background_gamma: RangeConfig = field(default_factory=lambda: RangeConfig(0.8, 1.25, enabled=False))
     noise: RangeConfig = field(default_factory=lambda: RangeConfig(0.0, 4.0, enabled=False))
     jpeg_quality: RangeConfig = field(default_factory=lambda: RangeConfig(75.0, 95.0, enabled=False))
+    classes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for key, lower, upper in AUGMENT_RANGES:
-            spec = getattr(self, key)
-            _check_min_max(f"augment.{key}", spec.min, spec.max, lower=lower, upper=upper)
-        _check(self.scale.min > 0, "augment.scale.min", f"must be > 0, got {self.scale.min}")
-        _check(self.area.min > 0, "augment.area.min", f"must be > 0, got {self.area.min}")
-        _check(not (self.scale.enabled and self.area.enabled), "augment.scale/augment.area",
-               "both are enabled; size objects either relative to the cut-out (scale) or to the canvas (area): "
-               "set augment.scale.enabled=false or augment.area.enabled=false")
-        for key in ("horizontal", "vertical"):
-            value = getattr(self.flip, key)
-            _check(0 <= value <= 1, f"augment.flip.{key}", f"must be a probability in [0, 1], got {value}")
-        sizes = list(self.blur.kernel_sizes)
-        _check(len(sizes) > 0, "augment.blur.kernel_sizes", "must list at least one kernel size")
-        for k in sizes:
-            _check(k > 0 and k % 2 == 1, "augment.blur.kernel_sizes",
-                   f"kernel sizes must be positive odd integers, got {k}")
-
-
+        values = asdict(self)
+        check_augment(values)
+        for name in values["classes"]:
+            class_augment(values, name)
 
 
 @dataclass
@@ -387,8 +481,9 @@ def schema_keys(node: type = None, prefix: str = "") -> dict[str, bool]:
         path = f"{prefix}{name}"
         origin = get_origin(hint)
         keys[path] = origin is dict
-        if is_dataclass(hint):
-            keys.update(schema_keys(hint, f"{path}."))
+        nested = [arg for arg in (hint, *get_args(hint)) if is_dataclass(arg)]  # also inside X | None
+        if nested:
+            keys.update(schema_keys(nested[0], f"{path}."))
     return keys
 
 

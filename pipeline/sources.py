@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.augment import hull_extents, linear_part
+from pipeline.augment import hull_extents, linear_part, size_to_scale
 from pipeline.errors import InputError
 from pipeline.quilt import tile_grid
 
@@ -208,21 +208,27 @@ def mask_hull(mask: np.ndarray) -> np.ndarray:
     return cv2.convexHull(np.concatenate(contours)).reshape(-1, 2)
 
 
-def check_fits(extents: np.ndarray, source: ObjectSource, augment: dict, quilt: dict, compose: dict) -> None:
+def object_size(obj: np.ndarray) -> float:
+    """A cut-out's size in pixels: the square root of its mask area (the same for any rotation of the photo)."""
+    return math.sqrt(cv2.countNonZero(obj[:, :, 3]))
+
+
+def normalise_factors(sizes: list[float]) -> list[float]:
+    """Per cut-out, the factor that resizes it to the median size of its group (``augment.size=normalised``)."""
+    median = float(np.median(sizes))
+    return [median / size for size in sizes]
+
+
+def check_fits(extents: np.ndarray, source: ObjectSource, augment: dict, quilt: dict, compose: dict,
+               normalise: float = 1.0, key: str = "augment") -> None:
     """Fail early for an object that no allowed draw can place: too big, too small, or never the right aspect.
 
-    ``extents``: the object's (n, 2) box sizes at scale 1 under the ``transform_grid`` maps.
+    ``extents``: the object's (n, 2) box sizes at scale 1 under the ``transform_grid`` maps; ``augment``: its
+    class's settings (``key`` names them in messages); ``normalise``: its factor to its class's median size.
     """
     width, height = quilt["width"], quilt["height"]
-    if augment["area"]["enabled"]:
-        unit_area = extents[:, 0] * extents[:, 1]
-        smallest = np.sqrt(augment["area"]["min"] * width * height / unit_area)
-        largest = np.sqrt(augment["area"]["max"] * width * height / unit_area)
-        size_keys = "augment.area"
-    else:
-        low, high = (augment["scale"]["min"], augment["scale"]["max"]) if augment["scale"]["enabled"] else (1, 1)
-        smallest, largest = np.full(len(extents), low), np.full(len(extents), high)
-        size_keys = "augment.scale"
+    smallest, largest = scale_bounds(extents, augment, quilt, normalise)
+    size_keys = f"{key}.{augment['size']}"
     shown = 1 - compose["max_truncation"]  # the part that must lie on the canvas
     fits = (extents[:, 0] * smallest * shown <= width) & (extents[:, 1] * smallest * shown <= height)
     if not fits.any():
@@ -244,12 +250,23 @@ def check_fits(extents: np.ndarray, source: ObjectSource, augment: dict, quilt: 
                          f"widen compose.aspect or change augment.shear/augment.rotation")
 
 
-def smallest_box_area(extents: np.ndarray, augment: dict, quilt: dict) -> float:
+def scale_bounds(extents: np.ndarray, augment: dict, quilt: dict, normalise: float = 1.0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest scale factor per ``transform_grid`` map: the ends of the size mode's range.
+
+    The perspective tilt is left out: it moves the box by a fraction of its size either way, and an untilted
+    draw is always allowed (every corner offset range contains 0).
+    """
+    mode, canvas = augment["size"], (quilt["width"], quilt["height"])
+    spec = augment[mode]
+    return (size_to_scale(mode, spec["min"], extents, canvas, normalise),
+            size_to_scale(mode, spec["max"], extents, canvas, normalise))
+
+
+def smallest_box_area(extents: np.ndarray, augment: dict, quilt: dict, normalise: float = 1.0) -> float:
     """Pixel area of the object's smallest possible box under the allowed transforms and sizes."""
-    if augment["area"]["enabled"]:
-        return augment["area"]["min"] * quilt["width"] * quilt["height"]
-    scale = augment["scale"]["min"] if augment["scale"]["enabled"] else 1.0
-    return float((extents[:, 0] * extents[:, 1]).min() * scale ** 2)
+    smallest, _ = scale_bounds(extents, augment, quilt, normalise)
+    return float((extents[:, 0] * extents[:, 1] * smallest ** 2).min())
 
 
 def check_room(smallest_areas: list[float], settings: dict) -> None:
@@ -267,7 +284,14 @@ def check_room(smallest_areas: list[float], settings: dict) -> None:
         raise InputError(f"compose.objects.min={need}: even {need} copies of the smallest object at its smallest size "
                          f"need {required:.0f} visible px, more than the {quilt['width']}x{quilt['height']} canvas "
                          f"holds ({canvas} px); lower compose.objects.min, shrink the objects "
-                         f"(augment.scale / augment.area) or allow more overlap (compose.max_occlusion)")
+                         f"(the range of augment.size's mode, e.g. augment.scale.min) or allow more overlap "
+                         f"(compose.max_occlusion)")
+
+
+def _class_key(augment: dict, name: str) -> str:
+    """How messages name a class's size settings: its own override, else the run's."""
+    return f"augment.classes.{name}" if {"size", augment["size"]} & set(augment.get("classes", {}).get(name, {})) \
+        else "augment"
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -292,31 +316,22 @@ def _hashed(files: list[tuple[Path | None, str]], root: Path) -> list[dict]:
     return records
 
 
-def _measure(obj: np.ndarray, source: ObjectSource, settings: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The object's mask hull and its box sizes under every allowed transform, after checking that it can fit."""
-    hull = mask_hull(obj[:, :, 3])
-    extents = hull_extents(hull, transform_grid(settings["augment"]))
-    check_fits(extents, source, settings["augment"], settings["quilt"], settings["compose"])
-    return hull, extents
-
-
 def object_task(kind: str, source: ObjectSource, root: Path, bank_file: str, settings: dict) -> dict:
-    """Decode, check and bank one object photo (kind 'object') or distractor; runs in a worker.
+    """Decode and bank one object photo (kind 'object') or distractor, with its hull and size; runs in a worker.
 
-    Returns the bank entry (``entry``), the input files read (``inputs``) and, for a bad file, ``error``.
+    Returns the bank entry (``entry``), the input files read (``inputs``) and, for a bad file, ``error``. Whether
+    the object can fit is checked in the parent (``fit_errors``): with ``augment.size=normalised`` that needs
+    the sizes of its whole class.
     """
     inputs = _hashed([(source.photo, "photo" if kind == "object" else kind), (source.mask, "mask")], root)
     try:
         obj = load_object(source, settings["input"]["mask_threshold"])
-        hull, extents = _measure(obj, source, settings)
     except InputError as err:
         return {"inputs": inputs, "error": str(err), "file": _relative(source.photo, root)}
     np.save(bank_file, obj)
     entry = {"file": bank_file, "photo": _relative(source.photo, root),
-             "mask": _relative(source.mask, root) if source.mask else None, "hull": hull.tolist()}
-    if kind == "object":
-        entry["smallest_area"] = smallest_box_area(extents, settings["augment"], settings["quilt"])
-    return {"inputs": inputs, "entry": entry}
+             "mask": _relative(source.mask, root) if source.mask else None, "hull": mask_hull(obj[:, :, 3]).tolist()}
+    return {"inputs": inputs, "entry": entry, "size": object_size(obj)}
 
 
 def background_task(path: Path, root: Path, bank_file: str, settings: dict) -> dict:
@@ -368,29 +383,64 @@ def bad_files_report(errors: list[str]) -> str:
             + "\n  ".join(shown) + more)
 
 
+def fit_group(decoded: list[tuple[ObjectSource, dict]], augment: dict, key: str, settings: dict,
+              grid: np.ndarray) -> tuple[list[dict], list[float], list[str]]:
+    """Check that each decoded object of one class (or the distractors) can fit; returns the bank entries that
+    can (with their ``normalise`` factor), their smallest box areas, and an error per object that cannot."""
+    factors = normalise_factors([result["size"] for _, result in decoded]) if decoded else []
+    entries, areas, errors = [], [], []
+    for (source, result), factor in zip(decoded, factors, strict=True):
+        extents = hull_extents(np.asarray(result["entry"]["hull"]), grid)
+        try:
+            check_fits(extents, source, augment, settings["quilt"], settings["compose"], factor, key)
+        except InputError as err:
+            errors.append(str(err))
+            continue
+        entries.append({**result["entry"], "normalise": factor})
+        areas.append(smallest_box_area(extents, augment, settings["quilt"], factor))
+    return entries, areas, errors
+
+
 def assemble_bank(catalog: Catalog, jobs: list, results: list[dict], settings: dict) -> tuple[dict, list[dict]]:
     """The bank index from the decode results (in job order), and every input file read.
 
-    Bad files stop the run all together (input.on_bad_file=error) or are skipped with a warning.
+    Each class's objects are checked against its own settings (``augment.classes``). Bad files stop the run all
+    together (input.on_bad_file=error) or are skipped with a warning.
     """
     inp, root = settings["input"], catalog.root
-    errors, inputs, small = [], [], []
-    objects: dict[str, list[dict]] = {name: [] for name in catalog.classes}
-    distractors, backgrounds = [], []
+    errors, inputs, small, backgrounds = [], [], [], []
+    decoded: dict[str, list[tuple[ObjectSource, dict]]] = {name: [] for name in [*catalog.classes, ""]}
+    sources_of = {name: iter(catalog.objects[name]) for name in catalog.classes} | {"": iter(catalog.distractors)}
     for (kind, name, _, _), result in zip(jobs, results, strict=True):
         inputs += result["inputs"]
+        source = next(sources_of[name]) if kind != "background" else None
         if "error" in result:
             errors.append(result["error"])
             catalog.skipped.append(result["file"])
-            continue
-        if kind == "object":
-            objects[name].append(result["entry"])
-        elif kind == "distractor":
-            distractors.append(result["entry"])
-        else:
+        elif kind == "background":
             backgrounds.append(result["entry"])
             if result["small"]:
                 small.append(f"{result['entry']['source']} ({result['small']})")
+        else:
+            decoded[name].append((source, result))
+    grids: dict[str, np.ndarray] = {}  # one transform grid per distinct shear/rotation/flip setting
+
+    def grid_for(augment: dict) -> np.ndarray:
+        spec = repr([augment[k] for k in ("shear", "rotation", "flip")])
+        return grids[spec] if spec in grids else grids.setdefault(spec, transform_grid(augment))
+
+    objects, smallest_areas = {}, []
+    for class_idx, name in enumerate(catalog.classes):
+        augment = settings["class_augment"][class_idx]
+        objects[name], areas, unfit = fit_group(decoded[name], augment, _class_key(settings["augment"], name),
+                                                settings, grid_for(augment))
+        errors += unfit
+        catalog.skipped += unfit
+        smallest_areas += areas
+    distractors, _, unfit = fit_group(decoded[""], settings["augment"], "augment", settings,
+                                      grid_for(settings["augment"]))
+    errors += unfit
+    catalog.skipped += unfit
     if errors and inp["on_bad_file"] != "skip":
         raise InputError(bad_files_report(errors))
     for error in errors:
@@ -404,7 +454,7 @@ def assemble_bank(catalog: Catalog, jobs: list, results: list[dict], settings: d
                          f"bad files")
     if not backgrounds:
         raise InputError(f"{root / inp['background_dir']}: no usable backgrounds left after skipping bad files")
-    check_room([o.pop("smallest_area") for name in catalog.classes for o in objects[name]], settings)
+    check_room(smallest_areas, settings)
     if small:
         cell = largest_cell(settings["quilt"])
         log.warning("%d background%s smaller than a %dx%d quilt cell and will be enlarged (blurry tiles): %s%s",

@@ -91,7 +91,12 @@ def test_appended_unknown_keys_are_rejected(override):
     (["compose.blending.hard=0", "compose.blending.feather=0", "compose.blending.poisson=0",
       "compose.blending.motion=0"], r"compose.blending: all weights are 0"),
     (["compose.blending.motion=-1"], r"compose.blending.motion: weight must be >= 0"),
-    (["augment.area.enabled=true"], r"augment.scale/augment.area: both are enabled"),
+    (["augment.size=volume"], r"augment.size: must be one of \['scale', 'normalised', 'area', 'side_px', "
+                              r"'side_fraction'\], got 'volume'"),
+    (["augment.side_fraction.max=1.5"], r"augment.side_fraction.max: must be <= 1.0, got 1.5"),
+    (["augment.perspective.max=0.5"], r"augment.perspective.max: must be <= 0.4, got 0.5"),
+    (["augment.object_gamma.min=0"], r"augment.object_gamma.min: must be > 0, got 0.0"),
+    (["augment.shadow.opacity.max=1.5"], r"augment.shadow.opacity.max: must be <= 1.0, got 1.5"),
     (["augment.area.max=2"], r"augment.area.max: must be <= 1.0, got 2.0"),
     (["augment.rotation.min=-200"], r"augment.rotation.min: must be >= -180.0"),
     (["augment.flip.horizontal=1.5"], r"augment.flip.horizontal: must be a probability in \[0, 1\], got 1.5"),

@@ -72,16 +72,24 @@ def test_flips_mirror_exactly_and_a_quarter_turn_swaps_width_and_height():
     assert np.array_equal(turned, np.rot90(img))  # counter-clockwise, as the config says
 
 
-def test_area_scale_gives_the_asked_box_area():
+@pytest.mark.parametrize("perspective", [False, True])
+def test_box_size_modes_give_the_asked_size(perspective):
     rng = np.random.default_rng(8)
-    for _ in range(20):
+    width, height = 400, 300
+    measure = {"area": lambda w, h: w * h / (width * height), "side_px": lambda w, h: max(w, h),
+               "side_fraction": lambda w, h: max(w / width, h / height)}
+    draws = {"area": (0.01, 0.2), "side_px": (30, 150), "side_fraction": (0.1, 0.5)}
+    for n in range(30):
+        mode = list(measure)[n % 3]
         obj = random_object(rng)
         hull = cv2.convexHull(cv2.findNonZero(obj[:, :, 3])).reshape(-1, 2)
-        params = params_for(shear=float(rng.uniform(-0.3, 0.3)), rotation=float(rng.uniform(-30, 30)),
-                            area=float(rng.uniform(0.01, 0.2)))
-        params["scale"] = augment.area_scale(params, hull, 400 * 300)
-        _, mask = augment.crop_to_mask(*augment.warp_object(obj[:, :, :3], obj[:, :, 3], augment.linear_part(params)))
-        assert mask.size == pytest.approx(params["area"] * 400 * 300, rel=0.15)
+        params = params_for(shear=float(rng.uniform(-0.3, 0.3)), rotation=float(rng.uniform(-30, 30)), size=mode,
+                            perspective=rng.uniform(-0.2, 0.2, (4, 2)).tolist() if perspective else None)
+        params[mode] = float(rng.uniform(*draws[mode]))
+        params["scale"] = augment.size_scale(params, hull, obj.shape[:2], (width, height))
+        transform = augment.object_transform(params, obj.shape[1], obj.shape[0])
+        _, mask = augment.crop_to_mask(*augment.warp_object(obj[:, :, :3], obj[:, :, 3], transform))
+        assert measure[mode](mask.shape[1], mask.shape[0]) == pytest.approx(params[mode], rel=0.1, abs=2)
 
 
 def place_scene(rng, rules, n_objects, width=200, height=150):

@@ -18,7 +18,7 @@ from pipeline.errors import ConfigError, InputError, QuiltgenError
 from tests.conftest import make_config, make_layout
 
 # Every augmentation that changes the object's geometry or colour, switched off.
-NO_AUGMENT = ["experiment=original", "augment.scale.enabled=false", "augment.shear.enabled=false",
+NO_AUGMENT = ["experiment=original", "augment.scale.min=1", "augment.scale.max=1", "augment.shear.enabled=false",
               "augment.blur.enabled=false", "augment.object_brightness.enabled=false",
               "augment.background_brightness.enabled=false"]
 OUTPUT_ENTRIES = ("images", "previews", "annotations", "voc", "yolo", "manifest.jsonl", ".manifest.jsonl.partial")

@@ -111,9 +111,13 @@ def test_report_is_self_contained_and_embeds_every_plot(reported):
 
 def test_sheet_pins_each_enabled_range_at_both_ends_with_everything_else_off():
     config = {"rotation": {"enabled": True, "min": -15.0, "max": 15.0}, "hue": {"enabled": False, "min": -1, "max": 1},
-              "blur": {"enabled": True, "kernel_sizes": [3, 1, 5]}, "flip": {"enabled": True, "horizontal": 0.5}}
+              "blur": {"enabled": True, "kernel_sizes": [3, 1, 5]}, "flip": {"enabled": True, "horizontal": 0.5},
+              "size": "area", "area": {"min": 0.01, "max": 0.1}, "scale": {"min": 0.5, "max": 2.0}}
     found = dict(sheet_settings(config))
-    assert list(found) == ["rotation", "blur"]  # flip has no range; hue is off
+    assert list(found) == ["rotation", "blur", "area"]  # flip has no range; hue is off; scale is not the size unit
+    assert [(label, c["size"], c["area"]) for label, c in found["area"]] == [
+        ("0.01", "area", {"min": 0.01, "max": 0.01}), ("0.1", "area", {"min": 0.1, "max": 0.1})]
+    assert found["rotation"][0][1]["size"] == "scale" and found["rotation"][0][1]["scale"] == {"min": 1, "max": 1}
     (low_label, low), (high_label, high) = found["rotation"]
     assert (low_label, low["rotation"]["min"], low["rotation"]["max"]) == ("-15", -15.0, -15.0)
     assert (high_label, high["rotation"]["min"], high["rotation"]["max"]) == ("15", 15.0, 15.0)

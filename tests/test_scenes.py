@@ -170,16 +170,21 @@ def test_every_blending_method_and_augmentation_runs_and_stays_reproducible(layo
     every = ["compose.blending.hard=1", "compose.blending.feather=1", "compose.blending.poisson=1",
              "compose.blending.motion=1", "augment.color_match.enabled=true", "augment.jpeg_quality.enabled=true",
              "augment.flip.vertical=0.5", "augment.erode.max=2", "augment.rotation.min=-180",
-             "augment.rotation.max=180", "augment.noise.enabled=true", "samples.per_class=12"]
+             "augment.rotation.max=180", "augment.noise.enabled=true", "samples.per_class=12",
+             "augment.size=normalised", "+augment.classes.dog.normalised.max=1.2", "augment.perspective.enabled=true",
+             "augment.object_contrast.enabled=true", "augment.object_gamma.enabled=true",
+             "augment.background_contrast.enabled=true", "augment.background_gamma.enabled=true",
+             "augment.shadow.enabled=true"]
     out = generate(layout, *every)
     records = manifest(out)
     assert {o["blend"]["method"] for r in records for o in r["objects"]} == {"hard", "feather", "poisson", "motion"}
     assert len({r["jpeg_quality"] for r in records}) > 1
+    assert all(o["augment"]["perspective"] and o["augment"]["shadow"] for r in records for o in r["objects"])
     assert tree_digest(out) == tree_digest(generate(layout, *every, "workers.n_jobs=2"))
 
 
 def test_canvas_relative_size(layout, generate):
-    out = generate(layout, "augment.scale.enabled=false", "augment.area.enabled=true", "augment.area.min=0.05",
+    out = generate(layout, "augment.size=area", "augment.area.min=0.05",
                    "augment.area.max=0.05", "augment.rotation.enabled=false", "augment.shear.enabled=false",
                    "augment.erode.enabled=false",
                    "compose.max_truncation=0", "compose.objects.max=1", "samples.per_class=6")
