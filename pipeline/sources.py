@@ -4,7 +4,8 @@ Layout under the input root (the original script's):
   photo/<class>/<file>        object photos
   photo_copy/<class>/<file>   optional masks, same file names: non-black pixels are the object
   back/<file>                 backgrounds of any size
-Without photo_copy/, a 4-channel photo's alpha is its mask, else its own non-black pixels are.
+A class without photo_copy/<class>/ is cut-outs: a 4-channel photo's alpha is its mask, else its own
+non-black pixels are. ``decode_object`` does the per-file work and returns its warnings instead of logging.
 
 The bank holds each object cropped to its mask (BGR + mask as a 4th channel) and each background
 shrunk to just cover one quilt cell. Workers open the files read-only with ``mmap_mode="r"``.
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 class ObjectSource:
     photo: Path
     mask: Path | None  # None: alpha channel or the photo's own non-black pixels
+    # Several files with the photo's stem and none with its exact name: which one is meant is unclear.
+    mask_candidates: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -43,11 +46,16 @@ class Catalog:
     skipped: list[str] = field(default_factory=list)
 
     def describe(self, name: str) -> str:
-        """What was found for a class, e.g. '3 photos, 3 masks in photo_copy/' or '4 cut-outs (alpha or non-black)'."""
+        """What was found for a class, e.g. '3 photos, 2 masks in photo_copy/' or '4 cut-outs (alpha or non-black)'."""
         sources = self.objects[name]
-        if sources and sources[0].mask is not None:
-            return f"{len(sources)} photos, {len(sources)} masks in {sources[0].mask.parent.parent.name}/"
-        return f"{len(sources)} cut-outs (alpha = mask, else non-black pixels)"
+        if not sources or sources[0].mask is None:
+            return f"{_count(len(sources), 'cut-out')} (alpha = mask, else non-black pixels)"
+        found = sum(1 for s in sources if s.mask.is_file() or s.mask_candidates)
+        return f"{_count(len(sources), 'photo')}, {_count(found, 'mask')} in {sources[0].mask.parent.parent.name}/"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # Files and folders that file managers and NAS boxes leave behind (dot-files are skipped as well).
@@ -62,15 +70,20 @@ def _visible_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not _is_clutter(p))
 
 
-def _mask_finder(folder: Path) -> Callable[[Path], Path]:
-    """A photo's mask: the file with its name, else the only one with its stem (photo 0.jpg, mask 0.png)."""
+def _mask_finder(folder: Path) -> Callable[[Path], ObjectSource]:
+    """A photo's source: its mask is the file with its name, else the only one with its stem (photo 0.jpg,
+    mask 0.png); several with its stem and none with its name are kept as candidates, for an error naming them."""
     by_stem: dict[str, list[Path]] = {}
-    for path in _visible_files(folder) if folder.is_dir() else []:
+    for path in _visible_files(folder):
         by_stem.setdefault(path.stem, []).append(path)
 
-    def find(photo: Path) -> Path:
+    def find(photo: Path) -> ObjectSource:
         exact, same_stem = folder / photo.name, by_stem.get(photo.stem, [])
-        return same_stem[0] if not exact.exists() and len(same_stem) == 1 else exact
+        if exact.is_file() or not same_stem:
+            return ObjectSource(photo, exact)
+        if len(same_stem) == 1:
+            return ObjectSource(photo, same_stem[0])
+        return ObjectSource(photo, exact, tuple(same_stem))
     return find
 
 
@@ -84,18 +97,22 @@ def scan(root: Path, photo_dir: str, mask_dir: str, background_dir: str, distrac
     if not photos.is_dir():
         raise InputError(f"{photos}: photo folder not found; create {photo_dir}/<class>/ under input.root "
                          f"or set input.photo_dir")
-    classes = sorted(p.name for p in photos.iterdir() if p.is_dir() and not _is_clutter(p))
+    folders = sorted(p for p in photos.iterdir() if p.is_dir())
+    for hidden in (p for p in folders if p.name.startswith(".")):
+        log.warning("%s: skipped: folders whose names start with a dot are hidden; rename it to use it as a class",
+                    hidden)
+    classes = [p.name for p in folders if not _is_clutter(p)]
     if not classes:
         raise InputError(f"{photos}: no class folders; put each class's photos in {photo_dir}/<class>/")
-    masks = root / mask_dir
-    use_masks = masks.is_dir()
     objects = {}
     for name in classes:
         files = _visible_files(photos / name)
         if not files:
             raise InputError(f"{photos / name}: class '{name}' has no photos; add images or remove the folder")
-        find_mask = _mask_finder(masks / name) if use_masks else lambda photo: None
-        objects[name] = [ObjectSource(f, find_mask(f)) for f in files]
+        # per class: masks from mask_dir/<class>/ when that folder exists, else the photos are cut-outs
+        masks = root / mask_dir / name
+        find = _mask_finder(masks) if masks.is_dir() else lambda photo: ObjectSource(photo, None)
+        objects[name] = [find(f) for f in files]
     backs = root / background_dir
     backgrounds = _visible_files(backs) if backs.is_dir() else []
     if not backgrounds:
@@ -146,34 +163,101 @@ def read_image(path: Path) -> np.ndarray:
     return img
 
 
-def load_object(source: ObjectSource, threshold: int) -> np.ndarray:
-    """Photo and mask as one BGRA array cropped to the mask's bounding box (mask in {0, 255})."""
+def _is_jpeg(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\xff\xd8"
+
+
+# A mask or cut-out covering at least this share of its photo is taken for a plain photo, not a cut-out.
+FULL_FRAME = 0.99
+# A mask is called JPEG-damaged when its grey pixels farther than 4 px from the outline number more than this
+# share of the outline: smooth soft edges (anti-aliased, feathered) have none, JPEG-compressed masks 3-30%.
+STRAY_GREY = 0.02
+
+
+def stray_grey_pixels(levels: np.ndarray) -> tuple[int, int]:
+    """(grey pixels more than 4 px from the mask outline, pixels on the outline) of a mask's 0-255 levels.
+
+    The outline is that of the mask thresholded at 128; grey means neither 0 nor 255.
+    """
+    solid = (levels >= 128).view(np.uint8)
+    outline = cv2.morphologyEx(solid, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    square = np.ones((9, 9), np.uint8)
+    near = cv2.dilate(solid, square, borderType=cv2.BORDER_REPLICATE) != cv2.erode(solid, square,
+                                                                                 borderType=cv2.BORDER_REPLICATE)
+    grey = (levels > 0) & (levels < 255) & ~near
+    return int(np.count_nonzero(grey)), int(cv2.countNonZero(outline))
+
+
+def decode_object(source: ObjectSource, threshold: int) -> tuple[np.ndarray, list[str]]:
+    """Photo and mask as one BGRA array cropped to the mask's bounding box (mask in {0, 255}), and the warnings
+    its files deserve (each naming its file). Pure: reads the files and logs nothing, so it can run anywhere."""
+    if source.mask_candidates:
+        names = " and ".join(str(p) for p in source.mask_candidates)
+        raise InputError(f"{source.photo}: several masks could be meant ({names}) and none has the photo's exact "
+                         f"file name; keep one, or rename one to {source.photo.name}")
     photo = read_image(source.photo)
+    warnings, where, opaque = [], source.mask or source.photo, False
     if source.mask is not None:
-        if not source.mask.exists():
+        if not source.mask.is_file():
             raise InputError(f"{source.mask}: no mask for {source.photo.name}; a mask has the photo's file name "
                              f"(any image extension) in {source.mask.parent.parent.name}/<class>/. Add it, or "
-                             f"remove {source.mask.parent.parent.name}/ to use the photos as cut-outs")
+                             f"remove {source.mask.parent.parent.name}/{source.mask.parent.name}/ to use the "
+                             f"photos of this class as cut-outs")
         mask_img = read_image(source.mask)[:, :, :3]
         if mask_img.shape[:2] != photo.shape[:2]:
             raise InputError(f"{source.mask}: mask is {mask_img.shape[1]}x{mask_img.shape[0]} but its photo "
                              f"{source.photo.name} is {photo.shape[1]}x{photo.shape[0]}; they must match")
-        mask = mask_img.max(axis=2) > threshold
+        levels = mask_img.max(axis=2)
+        stray, outline = stray_grey_pixels(levels)
+        damaged = stray > STRAY_GREY * max(outline, 1)
+        if _is_jpeg(source.mask):
+            warnings.append(f"{source.mask}: mask stored as JPEG; compression blurs its edges and leaves grey "
+                            f"specks ({stray} px away from the outline) that can grow the box; save masks as PNG")
+        elif damaged:
+            warnings.append(f"{source.mask}: {stray} grey pixels lie away from the mask's outline, as JPEG "
+                            f"compression leaves; those above input.mask_threshold={threshold} become specks of "
+                            f"the object; save the mask from its source as a black-and-white PNG")
+        mask = levels > threshold
     elif photo.shape[2] == 4:
-        mask = photo[:, :, 3] > threshold
+        alpha = photo[:, :, 3]
+        mask = alpha > threshold
         if not mask.any():
             raise InputError(f"{source.photo}: RGBA cut-out with an empty alpha channel (fully transparent); "
                              f"export the cut-out with its alpha, or remove the file")
+        opaque = alpha.min() == 255
+        if opaque:
+            warnings.append(f"{source.photo}: the alpha channel is opaque everywhere, so the whole frame is the "
+                            f"object; export the cut-out with a transparent background, or give a mask in "
+                            f"photo_copy/<class>/")
     else:
         mask = photo[:, :, :3].max(axis=2) > threshold
+        if _is_jpeg(source.photo):
+            warnings.append(f"{source.photo}: cut-out stored as JPEG; compression leaves faint non-black pixels "
+                            f"around the object that become part of its mask; save cut-outs as PNG (with alpha) "
+                            f"or give masks in photo_copy/<class>/")
     if not mask.any():
-        where = source.mask or source.photo
         raise InputError(f"{where}: mask is all black (no pixel above input.mask_threshold); "
                          f"the object must be non-black on a black background")
-    mask_u8 = mask.astype(np.uint8) * 255
+    mask_u8 = mask.view(np.uint8) * np.uint8(255)
+    covered = cv2.countNonZero(mask_u8) / mask.size
+    if covered >= FULL_FRAME and not opaque:  # an opaque alpha has said so already
+        warnings.append(f"{where}: the mask covers {covered:.0%} of the photo, so this is not a cut-out: the whole "
+                        f"frame becomes the object; give a mask (object white on black) in photo_copy/<class>/ or "
+                        f"a cut-out on a transparent or black background")
     x, y, w, h = cv2.boundingRect(mask_u8)
     obj = np.dstack([photo[y:y + h, x:x + w, :3], mask_u8[y:y + h, x:x + w]])
-    return np.ascontiguousarray(obj)
+    return np.ascontiguousarray(obj), warnings
+
+
+def log_warnings(decoded: tuple[np.ndarray, list[str]] | None) -> np.ndarray | None:
+    """The array of a ``decode_object`` result (or None when the file was skipped), its warnings logged."""
+    if decoded is None:
+        return None
+    obj, warnings = decoded
+    for warning in warnings:
+        log.warning(warning)
+    return obj
 
 
 def fit_background(img: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -317,8 +401,8 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
     for class_idx, name in enumerate(catalog.classes):
         objects = []
         for source in catalog.objects[name]:
-            obj = _load_or_skip(source.photo, inp["on_bad_file"], catalog.skipped,
-                                load_object, source, inp["mask_threshold"])
+            obj = log_warnings(_load_or_skip(source.photo, inp["on_bad_file"], catalog.skipped,
+                                             decode_object, source, inp["mask_threshold"]))
             if obj is None:
                 continue
             hull, extents = _measure(obj, source, grid, settings)
@@ -332,8 +416,8 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
     check_room(smallest_areas, settings)
     distractors = []
     for source in catalog.distractors:
-        obj = _load_or_skip(source.photo, inp["on_bad_file"], catalog.skipped,
-                            load_object, source, inp["mask_threshold"])
+        obj = log_warnings(_load_or_skip(source.photo, inp["on_bad_file"], catalog.skipped,
+                                         decode_object, source, inp["mask_threshold"]))
         if obj is not None:
             hull, _ = _measure(obj, source, grid, settings)
             distractors.append(_bank_object(obj, hull, bank_dir, f"distractor_{len(distractors):05d}", source, root))
