@@ -71,12 +71,26 @@ class InputConfig:
 
 
 @dataclass
+class ZoomConfig(Interval):
+    """Zoom factors [min, max] (1 = the widest window that fits), in ``levels`` geometric steps."""
+
+    min: float = 1.1
+    max: float = 1.5
+    levels: int = 3
+
+
+SEAMS = ("hard", "fade")
+
+
+@dataclass
 class QuiltConfig:
     width: int = 1920
     height: int = 1080
     rows: int = 2
     cols: int = 2
-    zoom: Interval = field(default_factory=lambda: Interval(1.0, 1.0))
+    zoom: ZoomConfig = field(default_factory=ZoomConfig)
+    seams: str = "fade"
+    seam_width: int = 8
 
     def __post_init__(self) -> None:
         for key in ("width", "height", "rows", "cols"):
@@ -85,6 +99,12 @@ class QuiltConfig:
         _check(self.cols <= self.width and self.rows <= self.height, "quilt.rows/cols",
                f"a {self.rows}x{self.cols} grid does not fit a {self.width}x{self.height} canvas")
         _check_min_max("quilt.zoom", self.zoom.min, self.zoom.max, lower=1.0)
+        _check(1 <= self.zoom.levels <= 16, "quilt.zoom.levels", f"must be in [1, 16], got {self.zoom.levels}")
+        _check(self.seams in SEAMS, "quilt.seams", f"must be one of {list(SEAMS)}, got {self.seams!r}")
+        narrowest = min(self.width // self.cols, self.height // self.rows)
+        _check(1 <= self.seam_width <= narrowest, "quilt.seam_width",
+               f"must be in [1, {narrowest}] (the narrowest cell of the {self.rows}x{self.cols} grid on "
+               f"{self.width}x{self.height}), got {self.seam_width}")
 
 
 @dataclass
