@@ -62,13 +62,13 @@ def transform_object(rng: np.random.Generator, source: dict, settings: dict) -> 
 
 def paste(rng: np.random.Generator, canvas: np.ndarray, img: np.ndarray, mask: np.ndarray, x: int, y: int,
           params: dict, blending: dict) -> dict:
-    """Colour-match (if drawn) and blend the object into the canvas; returns the blend parameters."""
+    """Colour-match (if drawn) and blend the object into the canvas; returns the blend parameters (with the
+    method asked for and the one used)."""
     blend_params = compose.sample_blend(rng, blending, blend.METHODS)
     if params["color_match"] > 0:
         region = blend.clip_region(x, y, mask.shape[1], mask.shape[0], canvas.shape[1], canvas.shape[0])
         img = color.match_color(img, mask, canvas[region[0]], params["color_match"])
-    blend.blend_object(canvas, img, mask, x, y, blend_params["method"], blend_params)
-    return blend_params
+    return blend.paste_recognisable(canvas, img, mask, x, y, blend_params, blending)
 
 
 def add_object(rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray, placed: list, source: dict,

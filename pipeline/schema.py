@@ -12,6 +12,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.blend import METHODS as BLEND_METHODS
+from pipeline.blend import POISSON_CLONES
 from pipeline.errors import ConfigError
 
 
@@ -180,6 +181,10 @@ class BlendingConfig:
     motion: float = 0.1
     feather_radius: Interval = field(default_factory=lambda: Interval(1.0, 3.0))
     motion_length: Interval = field(default_factory=lambda: Interval(3.0, 15.0))
+    antialias: bool = True
+    poisson_clone: str = "normal"
+    poisson_keep: float = 0.6
+    min_contrast: float = 0.5
 
     def __post_init__(self) -> None:
         for name in BLEND_METHODS:
@@ -189,6 +194,11 @@ class BlendingConfig:
                f"all weights are 0; give at least one of {list(BLEND_METHODS)} a positive weight")
         _check_min_max("compose.blending.feather_radius", self.feather_radius.min, self.feather_radius.max, lower=0)
         _check_min_max("compose.blending.motion_length", self.motion_length.min, self.motion_length.max, lower=1)
+        _check(self.poisson_clone in POISSON_CLONES, "compose.blending.poisson_clone",
+               f"must be one of {list(POISSON_CLONES)}, got {self.poisson_clone!r}")
+        for key in ("poisson_keep", "min_contrast"):
+            value = getattr(self, key)
+            _check(0 <= value <= 1, f"compose.blending.{key}", f"must be in [0, 1], got {value}")
 
 
 MAX_OBJECTS = 250  # object ids share a uint8 ownership map with the background (0)
