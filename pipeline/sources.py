@@ -276,6 +276,13 @@ def scale_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
 
 
+def decode_background(path: Path, rect_w: int, rect_h: int, zooms: list[float]) -> tuple[list[int], list[np.ndarray]]:
+    """A background's own size [w, h] and its zoom levels (``background_levels``). Pure: reads the file, logs
+    nothing, so it can run anywhere."""
+    img = read_image(path)
+    return [int(img.shape[1]), int(img.shape[0])], background_levels(img, rect_w, rect_h, zooms)
+
+
 def background_levels(img: np.ndarray, rect_w: int, rect_h: int, zooms: list[float]) -> list[np.ndarray]:
     """The background scaled for each zoom in ``zooms`` (ascending), as ``quilt.level_size`` says: a
     rect_w x rect_h window of level z shows 1/z of the widest window of that aspect. The largest level is
@@ -449,19 +456,19 @@ def build_bank(catalog: Catalog, bank_dir: Path, settings: dict) -> dict:
     zooms = zoom_levels(quilt["zoom"])
     backgrounds, enlarged = [], []
     for path in catalog.backgrounds:
-        img = _load_or_skip(path, inp["on_bad_file"], catalog.skipped, read_image, path)
-        if img is None:
+        decoded = _load_or_skip(path, inp["on_bad_file"], catalog.skipped, decode_background, path, *rect, zooms)
+        if decoded is None:
             continue
-        if img.shape[1] < cell[0] or img.shape[0] < cell[1]:
-            enlarged.append(f"{_relative(path, root)} ({img.shape[1]}x{img.shape[0]})")
+        size, levels = decoded
+        if size[0] < cell[0] or size[1] < cell[1]:
+            enlarged.append(f"{_relative(path, root)} ({size[0]}x{size[1]})")
         name = f"background_{len(backgrounds):05d}"
         backgrounds.append({
             "source": _relative(path, root),
-            "size": [int(img.shape[1]), int(img.shape[0])],
+            "size": size,
             "levels": [{"zoom": zoom, "file": _save(bank_dir, f"{name}_{n}", level),
                         "size": [int(level.shape[1]), int(level.shape[0])]}
-                       for n, (zoom, level) in enumerate(zip(zooms, background_levels(img, *rect, zooms),
-                                                             strict=True))],
+                       for n, (zoom, level) in enumerate(zip(zooms, levels, strict=True))],
         })
     if not backgrounds:
         raise InputError(f"{root / inp['background_dir']}: no usable backgrounds left after skipping bad files")
