@@ -61,13 +61,13 @@ def transform_object(rng: np.random.Generator, source: dict, settings: dict, aug
 
 def paste(rng: np.random.Generator, canvas: np.ndarray, img: np.ndarray, mask: np.ndarray, x: int, y: int,
           params: dict, blending: dict) -> dict:
-    """Colour-match (if drawn) and blend the object into the canvas; returns the blend parameters."""
+    """Colour-match (if drawn) and blend the object into the canvas; returns the blend parameters (with the
+    method asked for and the one used)."""
     blend_params = compose.sample_blend(rng, blending, blend.METHODS)
     if params["color_match"] > 0:
         region = blend.clip_region(x, y, mask.shape[1], mask.shape[0], canvas.shape[1], canvas.shape[0])
         img = color.match_color(img, mask, canvas[region[0]], params["color_match"])
-    blend.blend_object(canvas, img, mask, x, y, blend_params["method"], blend_params)
-    return blend_params
+    return blend.paste_recognisable(canvas, img, mask, x, y, blend_params, blending)
 
 
 def add_object(rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray, placed: list, source: dict,
@@ -149,16 +149,26 @@ def compose_scene(rng: np.random.Generator, canvas: np.ndarray, bank: dict, sett
 def render_background(rng: np.random.Generator, bank: dict, settings: dict, first_bg: int | None
                       ) -> tuple[np.ndarray, list[dict], dict]:
     quilt_cfg, backgrounds = settings["quilt"], bank["backgrounds"]
-    width, height = quilt_cfg["width"], quilt_cfg["height"]
-    grid = quilt.tile_grid(width, height, quilt_cfg["rows"], quilt_cfg["cols"])
-    zoom = (quilt_cfg["zoom"]["min"], quilt_cfg["zoom"]["max"])
-    tiles = quilt.sample_tiles(rng, grid, [b["size"] for b in backgrounds], zoom, first_bg)
+    width, height, rows, cols = quilt_cfg["width"], quilt_cfg["height"], quilt_cfg["rows"], quilt_cfg["cols"]
+    fade = quilt.fade_width(quilt_cfg)
+    rects = quilt.paint_rects(width, height, rows, cols, fade)
+    tiles = quilt.sample_tiles(rng, rects, [[level["size"] for level in b["levels"]] for b in backgrounds], first_bg)
     image_params = augment.sample_image_params(rng, settings["augment"], len(tiles))
-    images = {t["background"]: bank_array(backgrounds[t["background"]]["file"]) for t in tiles}
-    canvas = quilt.render(width, height, tiles, images, image_params["background_brightness"],
+    sources = [bank_array(backgrounds[t["background"]]["levels"][t["level"]]["file"]) for t in tiles]
+    canvas = quilt.render(width, height, rows, cols, fade, tiles, sources, image_params["background_brightness"],
                           image_params["tile_gains"], image_params["background_contrast"],
                           image_params["background_gamma"])
     return canvas, tiles, image_params
+
+
+def tile_record(tile: dict, background: dict) -> dict:
+    """A tile for the manifest: its background file, zoom, the window in that file's pixels and the canvas
+    area it paints, both [x0, y0, x1, y1] pixel edges (the window fractional when the bank scaled the image)."""
+    level = background["levels"][tile["level"]]
+    scale = [background["size"][i] / level["size"][i] for i in (0, 1)]
+    src = [round(v * scale[i % 2], 2) for i, v in enumerate(tile["src"])]
+    return {"background": background["source"], "zoom": level["zoom"], "src": src, "dst": tile["dst"],
+            "flip": tile["flip"]}
 
 
 # Formats that need each object's visible mask (a crop at its box corner) besides its box.
@@ -244,8 +254,7 @@ def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, s
         "objects": objects,
         "dropped": dropped,
         "distractors": [d for d in distractors if d is not None],
-        "tiles": [{"background": bank["backgrounds"][t["background"]]["source"], "src": t["src"], "dst": t["dst"]}
-                  for t in tiles],
+        "tiles": [tile_record(t, bank["backgrounds"][t["background"]]) for t in tiles],
         "augment": image_params,
         # every file the sample wrote and its size, so a resume can tell a finished sample from a torn one;
         # the parent keeps this in its journal, not in the manifest

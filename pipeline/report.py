@@ -298,7 +298,7 @@ def augmentation_sheet(bank: dict, settings: dict) -> dict:
     """The first cut-out of each class, untouched and at each end of every enabled augmentation range,
     made by the pipeline's own ``augment.sample_object_params`` and ``augment.apply_object``.
 
-    The cut-outs are decoded again from the input photos (``sources.load_object``, as the bank was built), so
+    The cut-outs are decoded again from the input photos (``sources.decode_object``, as the bank was built), so
     this needs only the bank's index, not its files. Ranges whose ends leave the cut-out unchanged act on the
     whole image or at paste time: they are listed, not shown.
     """
@@ -314,8 +314,9 @@ def augmentation_sheet(bank: dict, settings: dict) -> dict:
     for cls in bank["classes"][:SHEET_CLASSES]:
         source = cls["objects"][0]
         normalise = source.get("normalise", 1.0)
-        obj = sources.load_object(sources.ObjectSource(root / source["photo"],
-                                                       root / source["mask"] if source["mask"] else None), threshold)
+        obj, _ = sources.decode_object(sources.ObjectSource(root / source["photo"],
+                                                            root / source["mask"] if source["mask"] else None),
+                                       threshold)
         factor = min(1.0, SHEET_SOURCE / max(obj.shape[:2]))
         shrunk |= factor < 1.0
         if factor < 1.0:

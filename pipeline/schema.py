@@ -17,6 +17,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from pipeline.augment import SIZE_MODES
 from pipeline.blend import METHODS as BLEND_METHODS
+from pipeline.blend import POISSON_CLONES
 from pipeline.errors import ConfigError
 from pipeline.evaluate import check_placeholders
 from pipeline.stats import DISTANCES
@@ -81,12 +82,26 @@ class InputConfig:
 
 
 @dataclass
+class ZoomConfig(Interval):
+    """Zoom factors [min, max] (1 = the widest window that fits), in ``levels`` geometric steps."""
+
+    min: float = 1.1
+    max: float = 1.5
+    levels: int = 3
+
+
+SEAMS = ("hard", "fade")
+
+
+@dataclass
 class QuiltConfig:
     width: int = 1920
     height: int = 1080
     rows: int = 2
     cols: int = 2
-    zoom: Interval = field(default_factory=lambda: Interval(1.0, 1.0))
+    zoom: ZoomConfig = field(default_factory=ZoomConfig)
+    seams: str = "fade"
+    seam_width: int = 8
 
     def __post_init__(self) -> None:
         for key in ("width", "height", "rows", "cols"):
@@ -95,6 +110,12 @@ class QuiltConfig:
         _check(self.cols <= self.width and self.rows <= self.height, "quilt.rows/cols",
                f"a {self.rows}x{self.cols} grid does not fit a {self.width}x{self.height} canvas")
         _check_min_max("quilt.zoom", self.zoom.min, self.zoom.max, lower=1.0)
+        _check(1 <= self.zoom.levels <= 16, "quilt.zoom.levels", f"must be in [1, 16], got {self.zoom.levels}")
+        _check(self.seams in SEAMS, "quilt.seams", f"must be one of {list(SEAMS)}, got {self.seams!r}")
+        narrowest = min(self.width // self.cols, self.height // self.rows)
+        _check(1 <= self.seam_width <= narrowest, "quilt.seam_width",
+               f"must be in [1, {narrowest}] (the narrowest cell of the {self.rows}x{self.cols} grid on "
+               f"{self.width}x{self.height}), got {self.seam_width}")
 
 
 @dataclass
@@ -263,6 +284,10 @@ class BlendingConfig:
     motion: float = 0.1
     feather_radius: Interval = field(default_factory=lambda: Interval(1.0, 3.0))
     motion_length: Interval = field(default_factory=lambda: Interval(3.0, 15.0))
+    antialias: bool = True
+    poisson_clone: str = "normal"
+    poisson_keep: float = 0.6
+    min_contrast: float = 0.5
 
     def __post_init__(self) -> None:
         for name in BLEND_METHODS:
@@ -272,6 +297,11 @@ class BlendingConfig:
                f"all weights are 0; give at least one of {list(BLEND_METHODS)} a positive weight")
         _check_min_max("compose.blending.feather_radius", self.feather_radius.min, self.feather_radius.max, lower=0)
         _check_min_max("compose.blending.motion_length", self.motion_length.min, self.motion_length.max, lower=1)
+        _check(self.poisson_clone in POISSON_CLONES, "compose.blending.poisson_clone",
+               f"must be one of {list(POISSON_CLONES)}, got {self.poisson_clone!r}")
+        for key in ("poisson_keep", "min_contrast"):
+            value = getattr(self, key)
+            _check(0 <= value <= 1, f"compose.blending.{key}", f"must be in [0, 1], got {value}")
 
 
 MAX_OBJECTS = 250  # object ids share a uint8 ownership map with the background (0)

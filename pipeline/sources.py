@@ -4,7 +4,8 @@ Layout under the input root (the original script's):
   photo/<class>/<file>        object photos
   photo_copy/<class>/<file>   optional masks, same file names: non-black pixels are the object
   back/<file>                 backgrounds of any size
-Without photo_copy/, a 4-channel photo's alpha is its mask, else its own non-black pixels are.
+A class without photo_copy/<class>/ is cut-outs: a 4-channel photo's alpha is its mask, else its own
+non-black pixels are. ``decode_object`` does the per-file work and returns its warnings instead of logging.
 
 The bank holds each object cropped to its mask (BGR + mask as a 4th channel) and each background
 shrunk to just cover one quilt cell. Workers open the files read-only with ``mmap_mode="r"``.
@@ -23,7 +24,7 @@ import numpy as np
 
 from pipeline.augment import hull_extents, linear_part, size_to_scale
 from pipeline.errors import InputError
-from pipeline.quilt import tile_grid
+from pipeline.quilt import fade_width, level_size, paint_rects, tile_grid, zoom_levels
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 class ObjectSource:
     photo: Path
     mask: Path | None  # None: alpha channel or the photo's own non-black pixels
+    # Several files with the photo's stem and none with its exact name: which one is meant is unclear.
+    mask_candidates: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -44,11 +47,16 @@ class Catalog:
     skipped: list[str] = field(default_factory=list)
 
     def describe(self, name: str) -> str:
-        """What was found for a class, e.g. '3 photos, 3 masks in photo_copy/' or '4 cut-outs (alpha or non-black)'."""
+        """What was found for a class, e.g. '3 photos, 2 masks in photo_copy/' or '4 cut-outs (alpha or non-black)'."""
         sources = self.objects[name]
-        if sources and sources[0].mask is not None:
-            return f"{len(sources)} photos, {len(sources)} masks in {sources[0].mask.parent.parent.name}/"
-        return f"{len(sources)} cut-outs (alpha = mask, else non-black pixels)"
+        if not sources or sources[0].mask is None:
+            return f"{_count(len(sources), 'cut-out')} (alpha = mask, else non-black pixels)"
+        found = sum(1 for s in sources if s.mask.is_file() or s.mask_candidates)
+        return f"{_count(len(sources), 'photo')}, {_count(found, 'mask')} in {sources[0].mask.parent.parent.name}/"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # Files and folders that file managers and NAS boxes leave behind (dot-files are skipped as well).
@@ -63,15 +71,20 @@ def _visible_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not _is_clutter(p))
 
 
-def _mask_finder(folder: Path) -> Callable[[Path], Path]:
-    """A photo's mask: the file with its name, else the only one with its stem (photo 0.jpg, mask 0.png)."""
+def _mask_finder(folder: Path) -> Callable[[Path], ObjectSource]:
+    """A photo's source: its mask is the file with its name, else the only one with its stem (photo 0.jpg,
+    mask 0.png); several with its stem and none with its name are kept as candidates, for an error naming them."""
     by_stem: dict[str, list[Path]] = {}
-    for path in _visible_files(folder) if folder.is_dir() else []:
+    for path in _visible_files(folder):
         by_stem.setdefault(path.stem, []).append(path)
 
-    def find(photo: Path) -> Path:
+    def find(photo: Path) -> ObjectSource:
         exact, same_stem = folder / photo.name, by_stem.get(photo.stem, [])
-        return same_stem[0] if not exact.exists() and len(same_stem) == 1 else exact
+        if exact.is_file() or not same_stem:
+            return ObjectSource(photo, exact)
+        if len(same_stem) == 1:
+            return ObjectSource(photo, same_stem[0])
+        return ObjectSource(photo, exact, tuple(same_stem))
     return find
 
 
@@ -85,18 +98,22 @@ def scan(root: Path, photo_dir: str, mask_dir: str, background_dir: str, distrac
     if not photos.is_dir():
         raise InputError(f"{photos}: photo folder not found; create {photo_dir}/<class>/ under input.root "
                          f"or set input.photo_dir")
-    classes = sorted(p.name for p in photos.iterdir() if p.is_dir() and not _is_clutter(p))
+    folders = sorted(p for p in photos.iterdir() if p.is_dir())
+    for hidden in (p for p in folders if p.name.startswith(".")):
+        log.warning("%s: skipped: folders whose names start with a dot are hidden; rename it to use it as a class",
+                    hidden)
+    classes = [p.name for p in folders if not _is_clutter(p)]
     if not classes:
         raise InputError(f"{photos}: no class folders; put each class's photos in {photo_dir}/<class>/")
-    masks = root / mask_dir
-    use_masks = masks.is_dir()
     objects = {}
     for name in classes:
         files = _visible_files(photos / name)
         if not files:
             raise InputError(f"{photos / name}: class '{name}' has no photos; add images or remove the folder")
-        find_mask = _mask_finder(masks / name) if use_masks else lambda photo: None
-        objects[name] = [ObjectSource(f, find_mask(f)) for f in files]
+        # per class: masks from mask_dir/<class>/ when that folder exists, else the photos are cut-outs
+        masks = root / mask_dir / name
+        find = _mask_finder(masks) if masks.is_dir() else lambda photo: ObjectSource(photo, None)
+        objects[name] = [find(f) for f in files]
     backs = root / background_dir
     backgrounds = _visible_files(backs) if backs.is_dir() else []
     if not backgrounds:
@@ -147,44 +164,126 @@ def read_image(path: Path) -> np.ndarray:
     return img
 
 
-def load_object(source: ObjectSource, threshold: int) -> np.ndarray:
-    """Photo and mask as one BGRA array cropped to the mask's bounding box (mask in {0, 255})."""
+def _is_jpeg(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\xff\xd8"
+
+
+# A mask or cut-out covering at least this share of its photo is taken for a plain photo, not a cut-out.
+FULL_FRAME = 0.99
+# A mask is called JPEG-damaged when its grey pixels farther than 4 px from the outline number more than this
+# share of the outline: smooth soft edges (anti-aliased, feathered) have none, JPEG-compressed masks 3-30%.
+STRAY_GREY = 0.02
+
+
+def stray_grey_pixels(levels: np.ndarray) -> tuple[int, int]:
+    """(grey pixels more than 4 px from the mask outline, pixels on the outline) of a mask's 0-255 levels.
+
+    The outline is that of the mask thresholded at 128; grey means neither 0 nor 255.
+    """
+    solid = (levels >= 128).view(np.uint8)
+    outline = cv2.morphologyEx(solid, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    square = np.ones((9, 9), np.uint8)
+    near = cv2.dilate(solid, square, borderType=cv2.BORDER_REPLICATE) != cv2.erode(solid, square,
+                                                                                 borderType=cv2.BORDER_REPLICATE)
+    grey = (levels > 0) & (levels < 255) & ~near
+    return int(np.count_nonzero(grey)), int(cv2.countNonZero(outline))
+
+
+def decode_object(source: ObjectSource, threshold: int) -> tuple[np.ndarray, list[str]]:
+    """Photo and mask as one BGRA array cropped to the mask's bounding box (mask in {0, 255}), and the warnings
+    its files deserve (each naming its file). Pure: reads the files and logs nothing, so it can run anywhere."""
+    if source.mask_candidates:
+        names = " and ".join(str(p) for p in source.mask_candidates)
+        raise InputError(f"{source.photo}: several masks could be meant ({names}) and none has the photo's exact "
+                         f"file name; keep one, or rename one to {source.photo.name}")
     photo = read_image(source.photo)
+    warnings, where, opaque = [], source.mask or source.photo, False
     if source.mask is not None:
-        if not source.mask.exists():
+        if not source.mask.is_file():
             raise InputError(f"{source.mask}: no mask for {source.photo.name}; a mask has the photo's file name "
                              f"(any image extension) in {source.mask.parent.parent.name}/<class>/. Add it, or "
-                             f"remove {source.mask.parent.parent.name}/ to use the photos as cut-outs")
+                             f"remove {source.mask.parent.parent.name}/{source.mask.parent.name}/ to use the "
+                             f"photos of this class as cut-outs")
         mask_img = read_image(source.mask)[:, :, :3]
         if mask_img.shape[:2] != photo.shape[:2]:
             raise InputError(f"{source.mask}: mask is {mask_img.shape[1]}x{mask_img.shape[0]} but its photo "
                              f"{source.photo.name} is {photo.shape[1]}x{photo.shape[0]}; they must match")
-        mask = mask_img.max(axis=2) > threshold
+        levels = mask_img.max(axis=2)
+        stray, outline = stray_grey_pixels(levels)
+        damaged = stray > STRAY_GREY * max(outline, 1)
+        if _is_jpeg(source.mask):
+            warnings.append(f"{source.mask}: mask stored as JPEG; compression blurs its edges and leaves grey "
+                            f"specks ({stray} px away from the outline) that can grow the box; save masks as PNG")
+        elif damaged:
+            warnings.append(f"{source.mask}: {stray} grey pixels lie away from the mask's outline, as JPEG "
+                            f"compression leaves; those above input.mask_threshold={threshold} become specks of "
+                            f"the object; save the mask from its source as a black-and-white PNG")
+        mask = levels > threshold
     elif photo.shape[2] == 4:
-        mask = photo[:, :, 3] > threshold
+        alpha = photo[:, :, 3]
+        mask = alpha > threshold
         if not mask.any():
             raise InputError(f"{source.photo}: RGBA cut-out with an empty alpha channel (fully transparent); "
                              f"export the cut-out with its alpha, or remove the file")
+        opaque = alpha.min() == 255
+        if opaque:
+            warnings.append(f"{source.photo}: the alpha channel is opaque everywhere, so the whole frame is the "
+                            f"object; export the cut-out with a transparent background, or give a mask in "
+                            f"photo_copy/<class>/")
     else:
         mask = photo[:, :, :3].max(axis=2) > threshold
+        if _is_jpeg(source.photo):
+            warnings.append(f"{source.photo}: cut-out stored as JPEG; compression leaves faint non-black pixels "
+                            f"around the object that become part of its mask; save cut-outs as PNG (with alpha) "
+                            f"or give masks in photo_copy/<class>/")
     if not mask.any():
-        where = source.mask or source.photo
         raise InputError(f"{where}: mask is all black (no pixel above input.mask_threshold); "
                          f"the object must be non-black on a black background")
-    mask_u8 = mask.astype(np.uint8) * 255
+    mask_u8 = mask.view(np.uint8) * np.uint8(255)
+    covered = cv2.countNonZero(mask_u8) / mask.size
+    if covered >= FULL_FRAME and not opaque:  # an opaque alpha has said so already
+        warnings.append(f"{where}: the mask covers {covered:.0%} of the photo, so this is not a cut-out: the whole "
+                        f"frame becomes the object; give a mask (object white on black) in photo_copy/<class>/ or "
+                        f"a cut-out on a transparent or black background")
     x, y, w, h = cv2.boundingRect(mask_u8)
     obj = np.dstack([photo[y:y + h, x:x + w, :3], mask_u8[y:y + h, x:x + w]])
-    return np.ascontiguousarray(obj)
+    return np.ascontiguousarray(obj), warnings
 
 
-def fit_background(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Shrink (never enlarge) so the image still covers a width x height area."""
-    img = img[:, :, :3]
-    factor = max(width / img.shape[1], height / img.shape[0])
-    if factor >= 1.0:
-        return np.ascontiguousarray(img)
-    size = (max(1, round(img.shape[1] * factor)), max(1, round(img.shape[0] * factor)))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+def scale_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to ``size`` (w, h), anti-aliased: a shrink by 2x or more averages (INTER_AREA); a smaller one
+    interpolates (INTER_LINEAR), after a Gaussian blur that removes what the new pixel grid cannot hold when that
+    blur is noticeable (sigma >= 0.5 px, a shrink by 1.4x or more). 2-5x faster than INTER_AREA at fractional
+    ratios, and as smooth."""
+    if size == (img.shape[1], img.shape[0]):
+        return img
+    shrink = min(img.shape[1] / size[0], img.shape[0] / size[1])
+    if shrink >= 2:
+        return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    sigma = 0.5 * math.sqrt(max(shrink ** 2 - 1, 0))
+    if sigma >= 0.5:
+        img = cv2.GaussianBlur(img, (0, 0), sigma)
+    return cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+
+
+def decode_background(path: Path, rect_w: int, rect_h: int, zooms: list[float]) -> tuple[list[int], list[np.ndarray]]:
+    """A background's own size [w, h] and its zoom levels (``background_levels``). Pure: reads the file, logs
+    nothing, so it can run anywhere."""
+    img = read_image(path)
+    return [int(img.shape[1]), int(img.shape[0])], background_levels(img, rect_w, rect_h, zooms)
+
+
+def background_levels(img: np.ndarray, rect_w: int, rect_h: int, zooms: list[float]) -> list[np.ndarray]:
+    """The background scaled for each zoom in ``zooms`` (ascending), as ``quilt.level_size`` says: a
+    rect_w x rect_h window of level z shows 1/z of the widest window of that aspect. The largest level is
+    scaled from the image (it is the image when of its size), each smaller one from the next larger."""
+    levels, larger = [], np.ascontiguousarray(img[:, :, :3])
+    height, width = larger.shape[:2]
+    for zoom in reversed(zooms):
+        larger = scale_image(larger, level_size(width, height, rect_w, rect_h, zoom))
+        levels.append(larger)
+    return levels[::-1]
 
 
 def transform_grid(augment: dict) -> np.ndarray:
@@ -319,34 +418,41 @@ def _hashed(files: list[tuple[Path | None, str]], root: Path) -> list[dict]:
 def object_task(kind: str, source: ObjectSource, root: Path, bank_file: str, settings: dict) -> dict:
     """Decode and bank one object photo (kind 'object') or distractor, with its hull and size; runs in a worker.
 
-    Returns the bank entry (``entry``), the input files read (``inputs``) and, for a bad file, ``error``. Whether
-    the object can fit is checked in the parent (``fit_errors``): with ``augment.size=normalised`` that needs
-    the sizes of its whole class.
+    Returns the bank entry (``entry``), the input files read (``inputs``), the file's ``warnings`` and, for a bad
+    file, ``error``. Whether the object can fit is checked in the parent (``fit_group``): with
+    ``augment.size=normalised`` that needs the sizes of its whole class.
     """
     inputs = _hashed([(source.photo, "photo" if kind == "object" else kind), (source.mask, "mask")], root)
     try:
-        obj = load_object(source, settings["input"]["mask_threshold"])
+        obj, warnings = decode_object(source, settings["input"]["mask_threshold"])
     except InputError as err:
         return {"inputs": inputs, "error": str(err), "file": _relative(source.photo, root)}
     np.save(bank_file, obj)
     entry = {"file": bank_file, "photo": _relative(source.photo, root),
              "mask": _relative(source.mask, root) if source.mask else None, "hull": mask_hull(obj[:, :, 3]).tolist()}
-    return {"inputs": inputs, "entry": entry, "size": object_size(obj)}
+    return {"inputs": inputs, "entry": entry, "size": object_size(obj), "warnings": warnings}
 
 
 def background_task(path: Path, root: Path, bank_file: str, settings: dict) -> dict:
-    """Decode one background, shrink it to cover the largest quilt cell at the largest zoom, bank it."""
+    """Decode one background and bank each of its zoom levels: a tile is then a plain copy of a window of one
+    of them (``quilt.render``)."""
     inputs = _hashed([(path, "background")], root)
+    quilt = settings["quilt"]
+    rects = paint_rects(quilt["width"], quilt["height"], quilt["rows"], quilt["cols"], fade_width(quilt))
+    rect = [max(r[i + 2] - r[i] for r in rects) for i in (0, 1)]  # the largest area a tile paints
+    zooms = zoom_levels(quilt["zoom"])
     try:
-        img = read_image(path)
+        size, levels = decode_background(path, *rect, zooms)
     except InputError as err:
         return {"inputs": inputs, "error": str(err), "file": _relative(path, root)}
-    cell = largest_cell(settings["quilt"])
-    small = f"{img.shape[1]}x{img.shape[0]}" if img.shape[1] < cell[0] or img.shape[0] < cell[1] else None
-    cover = [math.ceil(extent * settings["quilt"]["zoom"]["max"]) for extent in cell]
-    img = fit_background(img, *cover)
-    np.save(bank_file, img)
-    entry = {"file": bank_file, "source": _relative(path, root), "size": [int(img.shape[1]), int(img.shape[0])]}
+    cell = largest_cell(quilt)
+    small = f"{size[0]}x{size[1]}" if size[0] < cell[0] or size[1] < cell[1] else None
+    stem = bank_file.removesuffix(".npy")
+    entry = {"source": _relative(path, root), "size": size, "levels": []}
+    for n, (zoom, level) in enumerate(zip(zooms, levels, strict=True)):
+        np.save(f"{stem}_{n}.npy", level)
+        entry["levels"].append({"zoom": zoom, "file": f"{stem}_{n}.npy",
+                                "size": [int(level.shape[1]), int(level.shape[0])]})
     return {"inputs": inputs, "entry": entry, "small": small}
 
 
@@ -413,6 +519,8 @@ def assemble_bank(catalog: Catalog, jobs: list, results: list[dict], settings: d
     sources_of = {name: iter(catalog.objects[name]) for name in catalog.classes} | {"": iter(catalog.distractors)}
     for (kind, name, _, _), result in zip(jobs, results, strict=True):
         inputs += result["inputs"]
+        for warning in result.get("warnings", ()):
+            log.warning(warning)
         source = next(sources_of[name]) if kind != "background" else None
         if "error" in result:
             errors.append(result["error"])

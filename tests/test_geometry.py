@@ -160,30 +160,24 @@ def test_tiles_cover_every_pixel_exactly_once(width, height, rows, cols):
     assert (cover == 1).all()
 
 
-def test_quilt_cells_show_one_background_each_with_no_seams():
+def test_quilt_cells_show_one_background_each_with_hard_seams():
     colours = [(10 * i, 255 - 20 * i, 100) for i in range(5)]
-    backgrounds = [np.full((h, w, 3), c, np.uint8) for c, (w, h) in zip(colours, [(300, 200), (90, 400),
-                                                                                  (640, 360), (50, 50), (333, 222)],
-                                                                         strict=True)]
-    sizes = [(b.shape[1], b.shape[0]) for b in backgrounds]
-    rng = np.random.default_rng(3)
+    sizes = [(300, 200), (90, 400), (640, 360), (160, 120), (333, 222)]
     grid = quilt.tile_grid(641, 359, 3, 4)
-    tiles = quilt.sample_tiles(rng, grid, sizes, (1.0, 1.5))
-    canvas = quilt.render(641, 359, tiles, backgrounds)
+    cell_w, cell_h = (max(c[i + 2] - c[i] for c in grid) for i in (0, 1))
+    levels = [[quilt.level_size(w, h, cell_w, cell_h, z) for z in (1.0, 1.5)] for w, h in sizes]
+    rng = np.random.default_rng(3)
+    tiles = quilt.sample_tiles(rng, grid, levels, first_background=2)
+    sources = [np.full((*levels[t["background"]][t["level"]][::-1], 3), colours[t["background"]], np.uint8)
+               for t in tiles]
+    canvas = quilt.render(641, 359, 3, 4, 0, tiles, sources)
+    assert tiles[0]["background"] == 2
     for tile in tiles:
         x0, y0, x1, y1 = tile["dst"]
         assert (canvas[y0:y1, x0:x1] == colours[tile["background"]]).all()
-        sx, sy, sw, sh = tile["src"]
-        bw, bh = sizes[tile["background"]]
-        assert 0 <= sx <= bw - sw and 0 <= sy <= bh - sh
-
-
-def test_first_background_is_pinned():
-    rng = np.random.default_rng(4)
-    grid = quilt.tile_grid(200, 100, 2, 2)
-    for pinned in range(3):
-        tiles = quilt.sample_tiles(rng, grid, [(200, 100)] * 3, (1.0, 1.0), first_background=pinned)
-        assert tiles[0]["background"] == pinned
+        sx0, sy0, sx1, sy1 = tile["src"]
+        lw, lh = levels[tile["background"]][tile["level"]]
+        assert 0 <= sx0 < sx1 <= lw and 0 <= sy0 < sy1 <= lh and (sx1 - sx0, sy1 - sy0) == (x1 - x0, y1 - y0)
 
 
 def test_voc_uses_one_based_inclusive_pixels_and_escapes_names():
@@ -200,15 +194,18 @@ def test_voc_uses_one_based_inclusive_pixels_and_escapes_names():
 
 def test_colour_applied_while_painting_equals_recolouring_the_canvas():
     rng = np.random.default_rng(5)
-    backgrounds = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for w, h in [(300, 200), (160, 90)]]
+    sizes = [(300, 200), (160, 90)]
     grid = quilt.tile_grid(320, 180, 2, 2)
-    tiles = quilt.sample_tiles(rng, grid, [(300, 200), (160, 90)], (1.0, 1.3))
-    plain = quilt.render(320, 180, tiles, backgrounds)
+    levels = [[quilt.level_size(w, h, 160, 90, z) for z in (1.0, 1.3)] for w, h in sizes]
+    images = [[rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for w, h in bg] for bg in levels]
+    tiles = quilt.sample_tiles(rng, grid, levels)
+    sources = [images[t["background"]][t["level"]] for t in tiles]
+    plain = quilt.render(320, 180, 2, 2, 0, tiles, sources)
     for factor in (0.5, 1.0, 1.7):
-        assert np.array_equal(quilt.render(320, 180, tiles, backgrounds, factor),
+        assert np.array_equal(quilt.render(320, 180, 2, 2, 0, tiles, sources, factor),
                               cv2.convertScaleAbs(plain, alpha=factor))
     gains = rng.uniform(0.8, 1.2, (len(tiles), 3))
-    jittered = quilt.render(320, 180, tiles, backgrounds, 1.3, gains).astype(np.int32)
+    jittered = quilt.render(320, 180, 2, 2, 0, tiles, sources, 1.3, gains).astype(np.int32)
     for tile, gain in zip(tiles, gains, strict=True):
         x0, y0, x1, y1 = tile["dst"]
         expected = np.clip(plain[y0:y1, x0:x1] * (1.3 * gain) + 0.5, 0, 255).astype(np.int32)

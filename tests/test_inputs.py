@@ -153,7 +153,7 @@ def test_missing_mask_file(generate, layout, out):
     (layout / "photo_copy" / "cat" / "1.png").unlink()
     fails(generate, layout, out, rf"{rel('photo_copy', 'cat', '1.png')}: no mask for 1.png; a mask has the photo's "
                                  r"file name \(any image extension\) in photo_copy/<class>/. Add it, or remove "
-                                 r"photo_copy/ to use the photos as cut-outs")
+                                 r"photo_copy/cat/ to use the photos of this class as cut-outs")
 
 
 def test_a_mask_may_use_another_image_format_than_its_photo(generate, layout, tmp_path):

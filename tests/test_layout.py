@@ -24,8 +24,9 @@ ARGS = ["samples.per_class=6", "compose.objects.min=2", "compose.objects.max=4",
         "output.splits.train=0.5", "output.splits.val=0.3", "+output.splits.test=0.2",
         "output.formats=[voc,coco,yolo,yolo_seg]", "output.coco_segmentation=rle", "seed=5"]
 SPLITS = ("train", "val", "test")
-DATASET_FILES = {"manifest.jsonl", "run.json", "stats.json", "annotations/instances_train.json", "annotations/instances_val.json",
-                 "annotations/instances_test.json", "voc/labelmap.txt", "yolo/data.yaml", "yolo_seg/data.yaml",
+DATASET_FILES = {"manifest.jsonl", "run.json", "stats.json", "annotations/instances_train.json",
+                 "annotations/instances_val.json", "annotations/instances_test.json", "voc/labelmap.txt",
+                 "yolo/data.yaml", "yolo_seg/data.yaml",
                  *(f"voc/ImageSets/Main/{split}.txt" for split in SPLITS)}
 
 

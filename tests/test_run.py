@@ -38,7 +38,8 @@ def test_per_class_gives_exactly_that_many(layout, generate):
     out = generate(layout, "samples.per_class=5", "output.previews=false", "output.formats=[]")
     assert len(manifest(out)) == 10
     assert sorted(p.name for p in (out / "images").rglob("dog_*")) == [f"dog_{i:06d}.jpg" for i in range(5)]
-    assert sorted(p.name for p in out.iterdir()) == ["images", "manifest.jsonl", "run.json", "stats.json"]  # no empty folders either
+    # no empty folders either
+    assert sorted(p.name for p in out.iterdir()) == ["images", "manifest.jsonl", "run.json", "stats.json"]
 
 
 def test_a_folder_holding_a_dataset_is_refused_and_left_as_it_was(layout, generate, tmp_path):

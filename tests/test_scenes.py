@@ -208,7 +208,7 @@ def test_rgba_cutout_layout_is_reported_and_used(tmp_path, generate, caplog):
         write_cutout(root / "photo" / name / "a.png", 40)
     caplog.set_level("INFO")
     out = generate(root, "samples.per_class=2")
-    assert "class cat              found 1 cut-outs (alpha = mask, else non-black pixels)" in caplog.text
+    assert "class cat              found 1 cut-out (alpha = mask, else non-black pixels)" in caplog.text
     assert all(o["mask"] is None for r in manifest(out) for o in r["objects"])
 
 
