@@ -22,18 +22,20 @@ def tile_grid(width: int, height: int, rows: int, cols: int) -> list[Rect]:
 
 
 def sample_tiles(rng: np.random.Generator, grid: Sequence[Rect], background_sizes: Sequence[tuple[int, int]],
-                 zoom: tuple[float, float], first_background: int | None = None) -> list[dict]:
+                 zoom: tuple[float, float], first_background: int | None = None,
+                 allowed_backgrounds: Sequence[int] | None = None) -> list[dict]:
     """Pick a background and a source window for every cell.
 
     The window keeps the cell's aspect ratio and is as large as the background allows, divided by a
     zoom factor drawn from ``zoom``. ``first_background`` pins the first cell (the original's base image).
+    ``allowed_backgrounds``: the indices a cell may draw (the sample's split's, ``output.split_by``); None = all.
     """
     tiles = []
     for cell_idx, (x0, y0, x1, y1) in enumerate(grid):
         if cell_idx == 0 and first_background is not None:
             bg = int(first_background)
         else:
-            bg = int(rng.integers(len(background_sizes)))
+            bg = pick_background(rng, len(background_sizes), allowed_backgrounds)
         bw, bh = background_sizes[bg]
         tw, th = x1 - x0, y1 - y0
         factor = float(rng.uniform(zoom[0], zoom[1])) * max(tw / bw, th / bh)
@@ -43,6 +45,13 @@ def sample_tiles(rng: np.random.Generator, grid: Sequence[Rect], background_size
         sy = int(rng.integers(bh - sh + 1))
         tiles.append({"background": bg, "src": [sx, sy, sw, sh], "dst": [x0, y0, x1, y1]})
     return tiles
+
+
+def pick_background(rng: np.random.Generator, count: int, allowed: Sequence[int] | None) -> int:
+    """A uniform draw among ``allowed`` (indices), or among all ``count`` backgrounds when it is None."""
+    if allowed is None:
+        return int(rng.integers(count))
+    return int(allowed[int(rng.integers(len(allowed)))])
 
 
 def render(width: int, height: int, tiles: Sequence[dict], backgrounds: Sequence[np.ndarray],
