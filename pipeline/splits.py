@@ -24,7 +24,7 @@ sizes from that index's generator, no first object, every tile random (from the 
 from __future__ import annotations
 
 import math
-from pathlib import PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
@@ -81,7 +81,7 @@ def divide(rng: np.random.Generator, count: int, splits: dict[str, float]) -> di
     return groups
 
 
-def _check_enough(count: int, names: list[str], what: str, where: str, split_by: str) -> None:
+def _check_enough(count: int, names: list[str], what: str, where: Path, split_by: str) -> None:
     if count < len(names):
         raise InputError(f"{what}: {count} for {len(names)} splits ({', '.join(names)}) with output.split_by="
                          f"{split_by}, which gives each split files of its own: add some to {where}, give fewer splits "
@@ -91,23 +91,23 @@ def _check_enough(count: int, names: list[str], what: str, where: str, split_by:
 def divide_inputs(seed: int, bank: dict, split_by: str, splits: dict[str, float], distractors_used: bool) -> dict:
     """The input files of each split, for ``settings['plan']``: ``photos`` {split: [[object indices] per class]},
     ``backgrounds`` and ``distractors`` {split: [indices]}; None where ``split_by`` does not divide them."""
-    names, kinds = active_splits(splits), split_by.split("+")
+    names, kinds, root = active_splits(splits), split_by.split("+"), Path(bank.get("root", "."))
     divided = {"photos": None, "backgrounds": None, "distractors": None}
     if "photo" in kinds:
         per_class = []
         for c, cls in enumerate(bank["classes"]):
-            folder = PurePosixPath(cls["objects"][0]["photo"]).parent if cls["objects"] else cls["name"]
-            _check_enough(len(cls["objects"]), names, f"class '{cls['name']}' has too few usable photos", str(folder),
+            folder = root / Path(cls["objects"][0]["photo"]).parent
+            _check_enough(len(cls["objects"]), names, f"class '{cls['name']}' has too few usable photos", folder,
                           split_by)
             per_class.append(divide(asset_rng(seed, "photos", c), len(cls["objects"]), splits))
         divided["photos"] = {name: [groups[name] for groups in per_class] for name in names}
         if distractors_used:
-            folder = PurePosixPath(bank["distractors"][0]["photo"]).parent
-            _check_enough(len(bank["distractors"]), names, "too few distractors", str(folder), split_by)
+            folder = root / Path(bank["distractors"][0]["photo"]).parent
+            _check_enough(len(bank["distractors"]), names, "too few distractors", folder, split_by)
             divided["distractors"] = divide(asset_rng(seed, "distractors"), len(bank["distractors"]), splits)
     if "background" in kinds:
-        folder = PurePosixPath(bank["backgrounds"][0]["source"]).parent
-        _check_enough(len(bank["backgrounds"]), names, "too few backgrounds", str(folder), split_by)
+        folder = root / Path(bank["backgrounds"][0]["source"]).parent
+        _check_enough(len(bank["backgrounds"]), names, "too few backgrounds", folder, split_by)
         divided["backgrounds"] = divide(asset_rng(seed, "backgrounds"), len(bank["backgrounds"]), splits)
     return divided
 

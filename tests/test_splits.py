@@ -155,11 +155,11 @@ def test_too_few_files_for_the_splits_is_one_line(tmp_path):
     args = [*SMALL, f"input.root={root}", *THREE, "samples.per_class=5"]
     with pytest.raises(InputError) as err:
         run(make_config([*args, "output.split_by=photo"]), tmp_path / "a")
-    assert str(err.value) == ("class 'cat' has too few usable photos: 2 for 3 splits (train, val, test) with "
-                              "output.split_by=photo, which gives each split files of its own: add some to photo/cat, "
-                              "give fewer splits a fraction (e.g. output.splits.val=0 output.splits.train=1) or use "
-                              "another output.split_by")
-    with pytest.raises(InputError, match=r"^too few backgrounds: 2 for 3 splits .* add some to back, "):
+    assert str(err.value) == (f"class 'cat' has too few usable photos: 2 for 3 splits (train, val, test) with "
+                              f"output.split_by=photo, which gives each split files of its own: add some to "
+                              f"{root}/photo/cat, give fewer splits a fraction (e.g. output.splits.val=0 "
+                              f"output.splits.train=1) or use another output.split_by")
+    with pytest.raises(InputError, match=rf"^too few backgrounds: 2 for 3 splits .* add some to {root}/back, "):
         run(make_config([*args, "output.split_by=background"]), tmp_path / "b")
 
 
