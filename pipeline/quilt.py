@@ -72,6 +72,13 @@ def level_size(width: int, height: int, rect_w: int, rect_h: int, zoom: float) -
     return max(rect_w, round(width * factor)), max(rect_h, round(height * factor))
 
 
+def pick_background(rng: np.random.Generator, count: int, allowed: Sequence[int] | None) -> int:
+    """A uniform draw among ``allowed`` (indices), or among all ``count`` backgrounds when it is None."""
+    if allowed is None:
+        return int(rng.integers(count))
+    return int(allowed[int(rng.integers(len(allowed)))])
+
+
 def draw_backgrounds(rng: np.random.Generator, n_backgrounds: int, n_cells: int, first: int | None = None
                      ) -> list[int]:
     """A background per cell: each at most once per image while there are enough, then again in a new draw.
@@ -117,8 +124,11 @@ def _windows(rng: np.random.Generator, sizes: Sequence[Sequence[int]], width: in
 
 
 def sample_tiles(rng: np.random.Generator, rects: Sequence[Rect], level_sizes: Sequence[Sequence[Sequence[int]]],
-                 first_background: int | None = None) -> list[dict]:
+                 first_background: int | None = None, allowed_backgrounds: Sequence[int] | None = None) -> list[dict]:
     """Pick a background, a zoom level and a window position for every rect.
+
+    ``allowed_backgrounds``: the indices the rects may draw (the sample's split's, ``output.split_by``; it holds
+    ``first_background``); None = all.
 
     ``level_sizes[b]`` lists background b's level sizes (w, h) by ascending zoom, each at least as large as every
     rect. A background serves several tiles only when there are fewer backgrounds than tiles; its windows then
@@ -126,7 +136,9 @@ def sample_tiles(rng: np.random.Generator, rects: Sequence[Rect], level_sizes: S
     else the least overlapping candidate is taken), and they are never the same pixels: a window that can only
     repeat an earlier one (one level, the size of the rect) is mirrored, which keeps up to four apart.
     """
-    order = draw_backgrounds(rng, len(level_sizes), len(rects), first_background)
+    pool = list(range(len(level_sizes))) if allowed_backgrounds is None else list(allowed_backgrounds)
+    first = None if first_background is None else pool.index(first_background)
+    order = [pool[n] for n in draw_backgrounds(rng, len(pool), len(rects), first)]
     tiles, taken = [], {}  # taken: background -> its windows so far (fractions of the background) and flips
     for (x0, y0, x1, y1), bg in zip(rects, order, strict=True):
         width, height, earlier = x1 - x0, y1 - y0, taken.setdefault(bg, [])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import augment, blend, color, compose, quilt, shadow, worker, writers
+from pipeline import augment, blend, color, compose, quilt, shadow, splits, worker, writers
 from pipeline.errors import SampleError
 from pipeline.seeding import sample_rng
 
@@ -28,18 +28,6 @@ def bank_array(path: str) -> np.ndarray:
     if path not in arrays:
         arrays[path] = np.load(path, mmap_mode="r")
     return arrays[path]
-
-
-def sample_sources(plan: dict, n_objects: int, sample_idx: int) -> tuple:
-    """(object index, pinned first background or None) for a sample's first object.
-
-    ``per_class`` unset: the original's loop, every photo x every background x repeats.
-    ``per_class`` set: photos in turn, all tiles drawn at random.
-    """
-    if plan["per_class"] is None:
-        n_bg, repeats = plan["n_backgrounds"], plan["repeats"]
-        return sample_idx // (n_bg * repeats), (sample_idx // repeats) % n_bg
-    return sample_idx % n_objects, None
 
 
 def transform_object(rng: np.random.Generator, source: dict, settings: dict, augment_cfg: dict) -> tuple:
@@ -110,22 +98,28 @@ def add_distractor(rng: np.random.Generator, canvas: np.ndarray, source: dict, s
     return None
 
 
-def pick_extra_source(rng: np.random.Generator, bank: dict, class_p: list[float]) -> tuple[int, int]:
-    """(class index, object index) of an extra object: class by weight, then a photo of it uniformly."""
+def pick_extra_source(rng: np.random.Generator, bank: dict, class_p: list[float], photos: list[list[int]] | None = None
+                      ) -> tuple[int, int]:
+    """(class index, object index) of an extra object: class by weight, then a photo of it uniformly, among
+    ``photos[class]`` (the photos of the sample's split) when given."""
     class_idx = int(rng.choice(len(class_p), p=class_p))
-    return class_idx, int(rng.integers(len(bank["classes"][class_idx]["objects"])))
+    if photos is None:
+        return class_idx, int(rng.integers(len(bank["classes"][class_idx]["objects"])))
+    group = photos[class_idx]
+    return class_idx, group[int(rng.integers(len(group)))]
 
 
-def compose_scene(rng: np.random.Generator, canvas: np.ndarray, bank: dict, settings: dict, first: tuple[int, int]
-                  ) -> tuple[list[dict], int]:
-    """Paste the sample's labelled objects; returns their records (with masks) and how many extras were dropped."""
+def compose_scene(rng: np.random.Generator, canvas: np.ndarray, bank: dict, settings: dict, first: tuple[int, int],
+                  photos: list[list[int]] | None = None) -> tuple[list[dict], int]:
+    """Paste the sample's labelled objects (extras among ``photos``, per class, if given); returns their records
+    (with masks) and how many extras were dropped."""
     comp, plan = settings["compose"], settings["plan"]
     owner = compose.new_owner_map(canvas.shape[1], canvas.shape[0])
     placed: list[compose.Placed] = []
     wanted = int(rng.integers(comp["objects"]["min"], comp["objects"]["max"] + 1))
     records, dropped = [], 0
     for n in range(wanted):
-        class_idx, obj_idx = first if n == 0 else pick_extra_source(rng, bank, plan["class_p"])
+        class_idx, obj_idx = first if n == 0 else pick_extra_source(rng, bank, plan["class_p"], photos)
         source = bank["classes"][class_idx]["objects"][obj_idx]
         drawn, reason = add_object(rng, canvas, owner, placed, source, settings, settings["class_augment"][class_idx])
         if drawn is None:
@@ -146,13 +140,14 @@ def compose_scene(rng: np.random.Generator, canvas: np.ndarray, bank: dict, sett
     return records, dropped
 
 
-def render_background(rng: np.random.Generator, bank: dict, settings: dict, first_bg: int | None
-                      ) -> tuple[np.ndarray, list[dict], dict]:
+def render_background(rng: np.random.Generator, bank: dict, settings: dict, first_bg: int | None,
+                      allowed_backgrounds: list[int] | None = None) -> tuple[np.ndarray, list[dict], dict]:
     quilt_cfg, backgrounds = settings["quilt"], bank["backgrounds"]
     width, height, rows, cols = quilt_cfg["width"], quilt_cfg["height"], quilt_cfg["rows"], quilt_cfg["cols"]
     fade = quilt.fade_width(quilt_cfg)
     rects = quilt.paint_rects(width, height, rows, cols, fade)
-    tiles = quilt.sample_tiles(rng, rects, [[level["size"] for level in b["levels"]] for b in backgrounds], first_bg)
+    tiles = quilt.sample_tiles(rng, rects, [[level["size"] for level in b["levels"]] for b in backgrounds], first_bg,
+                               allowed_backgrounds)
     image_params = augment.sample_image_params(rng, settings["augment"], len(tiles))
     sources = [bank_array(backgrounds[t["background"]]["levels"][t["level"]]["file"]) for t in tiles]
     canvas = quilt.render(width, height, rows, cols, fade, tiles, sources, image_params["background_brightness"],
@@ -216,23 +211,33 @@ def image_name(class_name: str, sample_idx: int) -> str:
     return f"{class_name}_{sample_idx:06d}"
 
 
-def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, split: str, out_dir: Path) -> dict:
-    class_bank, out = bank["classes"][class_idx], settings["output"]
+def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, split: str, sources: tuple,
+                  out_dir: Path) -> dict:
+    """One image. ``sources``: (first object index, pinned first background or None), from the plan; the class
+    after the real ones makes background-only images (no object, no first object)."""
+    out, plan = settings["output"], settings["plan"]
+    background_only = class_idx == len(bank["classes"])
+    class_name = splits.BACKGROUND if background_only else bank["classes"][class_idx]["name"]
     rng = sample_rng(settings["seed"], class_idx, sample_idx)
-    obj_idx, first_bg = sample_sources(settings["plan"], len(class_bank["objects"]), sample_idx)
+    obj_idx, first_bg = sources
 
-    canvas, tiles, image_params = render_background(rng, bank, settings, first_bg)
+    canvas, tiles, image_params = render_background(rng, bank, settings, first_bg,
+                                                    splits.allowed(plan, "backgrounds", split))
     distractors = []
-    n_distractors = settings["compose"]["distractors"]
+    n_distractors, pool = settings["compose"]["distractors"], splits.allowed(plan, "distractors", split)
     for _ in range(int(rng.integers(n_distractors["min"], n_distractors["max"] + 1))):
-        source = bank["distractors"][int(rng.integers(len(bank["distractors"])))]
+        pick = int(rng.integers(len(bank["distractors"]) if pool is None else len(pool)))
+        source = bank["distractors"][pick if pool is None else pool[pick]]
         distractors.append(add_distractor(rng, canvas, source, settings))
-    objects, dropped = compose_scene(rng, canvas, bank, settings, (class_idx, obj_idx))
+    objects, dropped = [], 0
+    if not background_only:
+        objects, dropped = compose_scene(rng, canvas, bank, settings, (class_idx, obj_idx),
+                                         splits.allowed(plan, "photos", split))
     if image_params["noise"] > 0:
         canvas = color.add_noise(canvas, image_params["noise"], image_params["noise_seed"])
 
     width, height = canvas.shape[1], canvas.shape[0]
-    sample = {"class": class_bank["name"], "name": image_name(class_bank["name"], sample_idx), "index": sample_idx,
+    sample = {"class": class_name, "name": image_name(class_name, sample_idx), "index": sample_idx,
               "split": split, "jpeg_quality": image_params["jpeg_quality"] or out["jpeg_quality"]}
     paths = write_files(canvas, objects, sample, settings, Path(out_dir))
     for obj in objects:  # the parent moves each segmentation into the COCO file, not the manifest
@@ -263,25 +268,27 @@ def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, s
 
 
 def render_chunk(task: dict, bank: dict, settings: dict, out_dir: str) -> list[dict]:
-    """Render the samples ``task['samples']`` (indices) of one class; runs in a worker process."""
+    """Render the samples ``task['samples']`` (indices) of one class, with their ``splits`` and ``sources``;
+    runs in a worker process."""
     class_idx = task["class_index"]
-    class_bank = bank["classes"][class_idx]
     records = []
-    for sample_idx, split in zip(task["samples"], task["splits"], strict=True):
+    for sample_idx, split, sources in zip(task["samples"], task["splits"], task["sources"], strict=True):
         try:
-            record = render_sample(bank, settings, class_idx, sample_idx, split, Path(out_dir))
+            record = render_sample(bank, settings, class_idx, sample_idx, split, sources, Path(out_dir))
         except Exception as err:  # re-raised with the sample's identity; the message is the user's clue
-            raise SampleError(_failure(err, class_bank, settings["plan"], sample_idx, out_dir)) from None
+            raise SampleError(_failure(err, bank, class_idx, sample_idx, sources[0], out_dir)) from None
         records.append(record)
     return records
 
 
-def _failure(err: Exception, class_bank: dict, plan: dict, sample_idx: int, out_dir: str) -> str:
+def _failure(err: Exception, bank: dict, class_idx: int, sample_idx: int, obj_idx: int | None, out_dir: str) -> str:
     """A failed sample's message: a file it could not write, else its class, index and photo."""
     if isinstance(err, OSError) and err.filename and os.fspath(err.filename).startswith(out_dir):
         return writers.write_failure(err, out_dir)
-    obj_idx, _ = sample_sources(plan, len(class_bank["objects"]), sample_idx)
     detail = str(err) if isinstance(err, SampleError) else f"{type(err).__name__}: {err}"
+    if obj_idx is None:
+        return f"background-only image {sample_idx}: {detail}"
+    class_bank = bank["classes"][class_idx]
     photo = class_bank["objects"][obj_idx]["photo"]
     return f"class '{class_bank['name']}', sample {sample_idx} (photo {photo}): {detail}"
 

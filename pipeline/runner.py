@@ -28,12 +28,12 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline import demo, report, runstate, sources, worker, writers
+from pipeline import splits as splitting
 from pipeline.backends import parallel_backend
 from pipeline.errors import ConfigError, InputError, QuiltgenError, SampleError
 from pipeline.formats import DatasetWriters
 from pipeline.render import render_task
 from pipeline.schema import QuiltgenConfig, augment_per_class
-from pipeline.seeding import split_rng
 
 log = logging.getLogger(__name__)
 
@@ -58,31 +58,6 @@ def resolve_input_root(settings: dict) -> Path:
     return Path(root).expanduser().resolve()
 
 
-def class_sample_counts(bank: dict, samples: dict) -> list[int]:
-    """Samples per class: photos x backgrounds x repeats, or ``per_class`` when it is set."""
-    if samples["per_class"] is not None:
-        return [samples["per_class"]] * len(bank["classes"])
-    n_bg = len(bank["backgrounds"])
-    return [len(c["objects"]) * n_bg * samples["repeats"] for c in bank["classes"]]
-
-
-def split_sizes(count: int, splits: dict[str, float]) -> dict[str, int]:
-    """Exact split sizes summing to ``count``: floors first, leftovers to the largest remainders."""
-    exact = {name: fraction * count for name, fraction in splits.items() if fraction > 0}
-    sizes = {name: math.floor(value) for name, value in exact.items()}
-    by_remainder = sorted(exact, key=lambda name: sizes[name] - exact[name])  # stable: config order on ties
-    for name in by_remainder[:count - sum(sizes.values())]:
-        sizes[name] += 1
-    return sizes
-
-
-def assign_splits(seed: int, class_idx: int, count: int, splits: dict[str, float]) -> list[str]:
-    """Split name of each of a class's samples: exact sizes, shuffled by the class's own generator."""
-    sizes = split_sizes(count, splits)
-    names = np.repeat(list(sizes), list(sizes.values()))
-    return names[split_rng(seed, class_idx).permutation(count)].tolist()
-
-
 def class_probabilities(names: list[str], weights: dict[str, float]) -> list[float]:
     """Draw probabilities of the classes for extra objects: ``compose.class_weights``, 1 for classes not listed."""
     unknown = sorted(set(weights) - set(names))
@@ -94,15 +69,17 @@ def class_probabilities(names: list[str], weights: dict[str, float]) -> list[flo
     return (raw / raw.sum()).tolist()
 
 
-def plan_tasks(todo: list[list[int]], n_workers: int, chunk_size: int | None, splits: list[list[str]]
-               ) -> list[dict]:
-    """Chunk the sample indices to render of every class; auto size aims at >= 4 tasks per worker."""
+def plan_tasks(todo: list[list[int]], n_workers: int, chunk_size: int | None, splits: list[list[str]],
+               sources: list[list[tuple]] | None = None) -> list[dict]:
+    """Chunk the sample indices to render of every class, each with its split and sources (first object, pinned
+    background); auto size aims at >= 4 tasks per worker."""
     total = sum(len(indices) for indices in todo)
     if chunk_size is None:
         chunk_size = max(1, min(64, math.ceil(total / (4 * n_workers))))
-    return [{"class_index": c, "samples": indices[start:start + chunk_size],
-             "splits": [splits[c][i] for i in indices[start:start + chunk_size]]}
-            for c, indices in enumerate(todo) for start in range(0, len(indices), chunk_size)]
+    chunks = [(c, indices[start:start + chunk_size])
+              for c, indices in enumerate(todo) for start in range(0, len(indices), chunk_size)]
+    return [{"class_index": c, "samples": chunk, "splits": [splits[c][i] for i in chunk],
+             "sources": [sources[c][i] for i in chunk] if sources is not None else None} for c, chunk in chunks]
 
 
 def in_order(keys: Iterable[tuple[int, int]], done: Callable[[tuple[int, int]], dict | None],
@@ -193,13 +170,25 @@ def scan_inputs(settings: dict) -> sources.Catalog:
     return catalog
 
 
-def plan_samples(bank: dict, settings: dict) -> tuple[list[int], list[list[str]]]:
-    """Samples per class and the split of each, exact and reproducible from the seed."""
-    counts = class_sample_counts(bank, settings["samples"])
-    settings["plan"]["n_backgrounds"] = len(bank["backgrounds"])
-    splits = [assign_splits(settings["seed"], c, count, settings["output"]["splits"])
-              for c, count in enumerate(counts)]
-    return counts, splits
+def plan_samples(bank: dict, settings: dict) -> tuple[list[int], list[list[str]], list[list[tuple]]]:
+    """Samples per class, the split of each and its sources (first object, pinned background), exact and
+    reproducible from the seed (pipeline/splits.py); the input files of each split go into ``settings['plan']``.
+    Background-only images, if any, are one more class after the real ones."""
+    plan, out, seed = settings["plan"], settings["output"], settings["seed"]
+    plan["n_backgrounds"] = len(bank["backgrounds"])
+    distractors_used = bool(bank["distractors"]) and settings["compose"]["distractors"]["max"] > 0
+    plan.update(splitting.divide_inputs(seed, bank, out["split_by"], out["splits"], distractors_used))
+    planned = [splitting.plan_class(plan, seed, out["splits"], c, len(cls["objects"]))
+               for c, cls in enumerate(bank["classes"])]
+    fraction = settings["samples"]["background_fraction"]
+    n_background = splitting.background_only_count(sum(len(names) for names, _ in planned), fraction)
+    if n_background:
+        if splitting.BACKGROUND in (cls["name"] for cls in bank["classes"]):
+            raise InputError(f"class '{splitting.BACKGROUND}': samples.background_fraction={fraction} adds images "
+                             f"named {splitting.BACKGROUND}_<index>, as this class's would be; rename that class "
+                             f"folder or set samples.background_fraction=0")
+        planned.append(splitting.plan_background_only(seed, len(bank["classes"]), n_background, out["splits"]))
+    return [len(names) for names, _ in planned], [names for names, _ in planned], [src for _, src in planned]
 
 
 def split_counts(splits: list[list[str]]) -> dict[str, int]:
@@ -220,19 +209,19 @@ def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Pa
     with parallel_backend(settings["workers"]) as n_workers:
         try:
             bank, inputs = build_bank(catalog, bank_dir, settings, n_workers)
-            counts, splits = plan_samples(bank, settings)
-            log_plan(bank, counts, catalog)
+            counts, splits, sample_sources = plan_samples(bank, settings)
+            log_plan(bank, counts, catalog, splits, settings)
             record_start(state, config, catalog.root, inputs, catalog.classes, counts, splits, resuming)
             if replay_of is not None:
                 warn_changed_inputs(replay_of, inputs)
-            total = _generate(state, bank, settings, counts, splits, n_workers)
+            total = _generate(state, bank, settings, counts, splits, sample_sources, n_workers)
         finally:
             shutil.rmtree(bank_dir, ignore_errors=True)
     elapsed = time.perf_counter() - started
-    summary = {"samples": total, "classes": len(counts), "seconds": round(elapsed, 3),
+    summary = {"samples": total, "classes": len(catalog.classes), "seconds": round(elapsed, 3),
                "samples_per_second": round(total / elapsed, 2) if elapsed else 0.0, "out_dir": str(out_dir)}
     log.info("wrote %s of %s in %.1f s (%.1f samples/s) to %s", plural(total, "sample"),
-             plural(len(counts), "class", "es"), elapsed, summary["samples_per_second"], out_dir)
+             plural(len(catalog.classes), "class", "es"), elapsed, summary["samples_per_second"], out_dir)
     summary.update(report.report_run(out_dir, settings, bank, elapsed))  # stats.json, report.html, score
     if summary.get("score") is not None:
         state.save(score=summary["score"])
@@ -254,12 +243,39 @@ def build_bank(catalog: sources.Catalog, bank_dir: Path, settings: dict, n_worke
     return sources.assemble_bank(catalog, jobs, results, settings)
 
 
-def log_plan(bank: dict, counts: list[int], catalog: sources.Catalog) -> None:
-    for cls, count in zip(bank["classes"], counts, strict=True):
+def log_plan(bank: dict, counts: list[int], catalog: sources.Catalog, splits: list[list[str]], settings: dict
+             ) -> None:
+    for cls, count in zip(bank["classes"], counts, strict=False):  # counts: + background-only images
         log.info("class %-16s %s -> %s", cls["name"], plural(len(cls["objects"]), "usable photo"),
                  plural(count, "sample"))
+    if len(counts) > len(bank["classes"]):
+        log.info("%s (samples.background_fraction=%g)", plural(counts[-1], "background-only image"),
+                 settings["samples"]["background_fraction"])
+    log_splits(bank, splits, settings)
     if catalog.skipped:
         log.warning("%s skipped (input.on_bad_file=skip)", plural(len(catalog.skipped), "file"))
+
+
+def log_splits(bank: dict, splits: list[list[str]], settings: dict) -> None:
+    """Warn of every split that gets no image; with output.split_by, say which input files each split has."""
+    out, plan = settings["output"], settings["plan"]
+    per_split = split_counts(splits)
+    for name in splitting.active_splits(out["splits"]):
+        if not per_split.get(name):
+            log.warning("output.splits.%s=%g: split %s is empty, no image was assigned to it; make more images "
+                        "(samples.per_class, samples.repeats) or set output.splits.%s=0", name, out["splits"][name],
+                        name, name)
+        if out["split_by"] == "sample":
+            continue
+        files = []
+        if plan["photos"] is not None:
+            groups = zip(bank["classes"], plan["photos"][name], strict=True)
+            files.append("photos " + ", ".join(f"{cls['name']} {len(group)}" for cls, group in groups))
+        for kind in ("backgrounds", "distractors"):
+            if plan[kind] is not None:
+                files.append(plural(len(plan[kind][name]), kind[:-1]))
+        log.info("split %-8s %s; %s (output.split_by=%s)", name, plural(per_split.get(name, 0), "image"),
+                 "; ".join(files), out["split_by"])
 
 
 def record_start(state: runstate.RunState, settings: dict, root: Path, inputs: list[dict], classes: list[str],
@@ -267,8 +283,10 @@ def record_start(state: runstate.RunState, settings: dict, root: Path, inputs: l
     """Fill run.json with what the run is made of; on a resume, refuse changed inputs instead.
 
     ``settings`` without the keys the run derives (plan, per-class settings): what the config says."""
-    samples = {"total": sum(counts), "per_class": dict(zip(classes, counts, strict=True)),
+    samples = {"total": sum(counts), "per_class": dict(zip(classes, counts[:len(classes)], strict=True)),
                "per_split": split_counts(splits)}
+    if len(counts) > len(classes):
+        samples["background_only"] = counts[-1]
     if resuming:
         changed = changed_inputs(state.record.get("inputs", []), inputs)
         if changed:
@@ -332,12 +350,12 @@ def done_samples(out_dir: Path, keys: set[tuple[int, int]]) -> tuple[runstate.Jo
 
 
 def _generate(state: runstate.RunState, bank: dict, settings: dict, counts: list[int], splits: list[list[str]],
-              n_workers: int) -> int:
+              sample_sources: list[list[tuple]], n_workers: int) -> int:
     out_dir, workers, out = state.folder, settings["workers"], settings["output"]
     keys = [(c, s) for c, count in enumerate(counts) for s in range(count)]
     journal, done = done_samples(out_dir, set(keys))
     todo = [[s for s in range(count) if (c, s) not in done] for c, count in enumerate(counts)]
-    tasks = plan_tasks(todo, n_workers, workers["chunk_size"], splits)
+    tasks = plan_tasks(todo, n_workers, workers["chunk_size"], splits, sample_sources)
     rendering = sum(len(t["samples"]) for t in tasks)
     if done:
         log.info("resume: %s of %s already done; rendering the other %d", plural(len(done), "sample"),
@@ -416,19 +434,19 @@ def dry_run(settings: dict) -> dict:
             parallel_backend(settings["workers"]) as n_workers:
         scratch = Path(scratch)
         bank, _ = build_bank(catalog, scratch / "bank", settings, n_workers)
-        counts, splits = plan_samples(bank, settings)
+        counts, splits, sample_sources = plan_samples(bank, settings)
         for name in output_dirs(settings["output"]):
             (scratch / "out" / name).mkdir(parents=True, exist_ok=True)
-        probes = [{"class_index": c, "samples": [0], "splits": [splits[c][0]]} for c in range(len(counts))]
+        probes = plan_tasks([[0] for _ in counts], n_workers, 1, splits, sample_sources)
         records = [r for task in probes for r in render_task(0, task, bank, settings, str(scratch / "out"))[1]]
     per_sample = float(np.mean([sum(r["_files"].values()) for r in records]))
-    log_plan(bank, counts, catalog)
+    log_plan(bank, counts, catalog, splits, settings)
     per_split, objects, total = split_counts(splits), settings["compose"]["objects"], sum(counts)
     log.info("dry run: %s (%s), %d-%d objects each, about %.1f MiB on disk (%.0f KiB per sample, measured on "
              "one sample per class); no dataset was written", plural(total, "sample"),
              ", ".join(f"{name} {n}" for name, n in per_split.items()), objects["min"], objects["max"],
              total * per_sample / 2**20, per_sample / 1024)
-    return {"samples": 0, "planned": total, "per_split": per_split, "classes": len(counts),
+    return {"samples": 0, "planned": total, "per_split": per_split, "classes": len(catalog.classes),
             "estimated_bytes": int(total * per_sample), "seconds": round(time.perf_counter() - started, 3),
             "samples_per_second": 0.0, "dry_run": True}
 

@@ -20,6 +20,7 @@ from pipeline.blend import METHODS as BLEND_METHODS
 from pipeline.blend import POISSON_CLONES
 from pipeline.errors import ConfigError
 from pipeline.evaluate import check_placeholders
+from pipeline.splits import SPLIT_BY
 from pipeline.stats import DISTANCES
 from pipeline.writers import RESERVED_YOLO_KEYS
 
@@ -342,6 +343,7 @@ COCO_SEGMENTATIONS = ("auto", "rle")
 class OutputConfig:
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.2})
+    split_by: str = "sample"
     coco_segmentation: str = "auto"
     difficult_below: float = 0.25
     jpeg_quality: int = 95
@@ -370,6 +372,8 @@ class OutputConfig:
         _check(abs(total - 1) < 1e-6, "output.splits",
                f"fractions must sum to 1, got {total:g} ({dict(self.splits)}); Hydra merges a dict override into "
                f"the default, so drop a split by setting it to 0, e.g. output.splits.val=0 output.splits.train=1")
+        _check(self.split_by in SPLIT_BY, "output.split_by",
+               f"must be one of {list(SPLIT_BY)}, got {self.split_by!r}")
         _check(self.coco_segmentation in COCO_SEGMENTATIONS, "output.coco_segmentation",
                f"must be 'auto' (a polygon where it is exact, else RLE) or 'rle', got {self.coco_segmentation!r}"
                + ("; polygons that drop holes are gone, 'auto' writes polygons wherever they are exact"
@@ -444,12 +448,15 @@ class SamplesConfig:
     repeats: int = 1
     per_class: int | None = None
     max_attempts: int = 100
+    background_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.repeats >= 1, "samples.repeats", f"must be >= 1, got {self.repeats}")
         _check(self.per_class is None or self.per_class >= 1, "samples.per_class",
                f"must be >= 1 or null, got {self.per_class}")
         _check(self.max_attempts >= 1, "samples.max_attempts", f"must be >= 1, got {self.max_attempts}")
+        _check(0 <= self.background_fraction < 1, "samples.background_fraction",
+               f"must be in [0, 1) (the share of images with no object, e.g. 0.05), got {self.background_fraction}")
 
 
 @dataclass
