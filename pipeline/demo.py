@@ -13,11 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-DEMO_VERSION = "demo-v1"
+DEMO_VERSION = "demo-v2"  # v2: backgrounds at 1920x1080, so zoomed tiles are never enlarged
 CLASSES = ("circle", "square", "triangle")
 PHOTOS_PER_CLASS = 3
 BACKGROUNDS = 4
-BACKGROUND_SIZE = (960, 540)
+BACKGROUND_SIZE = (1920, 1080)
 
 
 def default_cache_dir() -> Path:

@@ -166,7 +166,7 @@ def test_demo_set_is_created_and_used_when_no_input_is_given(tmp_path, generate)
     cfg = make_config([*SMALL, f"input.cache_dir={tmp_path / 'cache'}", "samples.per_class=2"])
     summary = run(cfg, tmp_path / "out")
     assert summary["samples"] == 6 and summary["classes"] == 3
-    demo_root = tmp_path / "cache" / "demo-v1"
+    demo_root = tmp_path / "cache" / "demo-v2"
     assert sorted(p.name for p in (demo_root / "photo").iterdir()) == ["circle", "square", "triangle"]
     assert len(list((demo_root / "back").iterdir())) == 4
 
