@@ -147,7 +147,7 @@ def test_manifest_tiles_use_the_box_convention_and_map_into_each_file(generate, 
             assert x0 <= cell[0] and y0 <= cell[1] and x1 >= cell[2] and y1 >= cell[3]  # grown by the fade
             assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 240
             sx0, sy0, sx1, sy1 = tile["src"]
-            assert 0 <= sx0 < sx1 <= 960 and 0 <= sy0 < sy1 <= 540  # the demo backgrounds' own pixels
+            assert 0 <= sx0 < sx1 <= demo.BACKGROUND_SIZE[0] and 0 <= sy0 < sy1 <= demo.BACKGROUND_SIZE[1]  # own pixels
             assert tile["zoom"] in zooms and tile["flip"] == "none"
             keys.add((tile["background"], tuple(tile["src"])))
         assert len(keys) == 4
