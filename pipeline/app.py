@@ -18,10 +18,12 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
 
 from pipeline import cli, runstate, sweep
 from pipeline.errors import QuiltgenError
+from pipeline.evaluate import EvaluationError
 from pipeline.runner import run
 from pipeline.schema import register_configs, validate
 
@@ -83,8 +85,13 @@ class RunDirClaim(Callback):
 
 
 def _stopped(how: str, status: int, out_dir: str) -> SystemExit:
-    message = (f"{how}: the samples written so far are kept; finish the run with: quiltgen resume={out_dir}"
-               if (Path(out_dir) / runstate.RUN_FILE).exists() else f"{how}: nothing was kept")
+    record = runstate.read_run(Path(out_dir))
+    if record is None or "config_hash" not in record:
+        message = f"{how}: nothing was kept"
+    elif record.get("status") == "complete":  # stopped in the report or the evaluation, after the dataset
+        message = f"{how}: the dataset in {out_dir} is complete; its report or evaluation did not finish"
+    else:
+        message = f"{how}: the samples written so far are kept; finish the run with: quiltgen resume={out_dir}"
     log.warning("%s", message)
     print(f"quiltgen: {message}", file=sys.stderr)
     return SystemExit(status)
@@ -110,6 +117,11 @@ def hydra_main(cfg: DictConfig) -> float | None:
     try:
         config = validate(task_config(cfg))
         summary = run(config, out_dir, replay_of=cli.replayed_run(HydraConfig.get()))
+    except EvaluationError as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:  # the sweep goes on; an optimiser records a failed trial
+            fail(f"{err}; the dataset is complete, and this sweep job scores NaN")
+            return float("nan")
+        raise fail(f"{err}; the dataset is complete") from None
     except QuiltgenError as err:
         raise fail(str(err)) from None
     except KeyboardInterrupt:

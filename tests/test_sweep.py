@@ -83,3 +83,16 @@ def test_job_folder_names_are_readable_unique_and_never_nested():
     assert job_dir_name(1, "input.root=/data/a/b") == "1_input.root=_data_a_b"
     long = job_dir_name(12, "x=" + "9" * 500)
     assert long.startswith("12_x=999") and long.endswith("...") and len(long) < 130
+
+
+def test_a_failing_evaluation_is_one_line_and_does_not_stop_the_sweep(tmp_path, layout):
+    failing = f"'{sys.executable} -c \"import sys; sys.exit(3)\"'"
+    args = [f"input.root={layout}", "samples.per_class=1", "evaluate=command", f"evaluate.command={failing}", *QUICK]
+    single = quiltgen(tmp_path, *args, f"hydra.run.dir={tmp_path / 'one'}", check=False)
+    assert single.returncode == 1 and "Traceback" not in single.stderr
+    assert single.stderr.startswith("quiltgen: error: evaluate.command exited with status 3; its output is in ")
+    assert len(single.stderr.strip().splitlines()) == 1 and "the dataset is complete" in single.stderr
+    assert json.loads((tmp_path / "one" / "run.json").read_text())["status"] == "complete"
+    sweep = tmp_path / "sweep"
+    quiltgen(tmp_path, "-m", "seed=1,2", *args, f"hydra.sweep.dir={sweep}")  # both jobs run, each scores NaN
+    assert [r["score"] for r in read_summary(sweep)] == ["", ""]  # no score, and the summary is written
