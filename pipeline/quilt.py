@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from pipeline.color import paint_tile
+from pipeline.compose import box_iou
 
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 with x1/y1 exclusive
 
@@ -95,15 +96,6 @@ def draw_backgrounds(rng: np.random.Generator, n_backgrounds: int, n_cells: int,
     return order
 
 
-def window_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 # Mirror images of a window, in the order they are used when a window can only repeat an earlier one.
 FLIPS = {"none": None, "horizontal": 1, "vertical": 0, "both": -1}
 
@@ -146,7 +138,7 @@ def sample_tiles(rng: np.random.Generator, rects: Sequence[Rect], level_sizes: S
         for level, sx, sy in _windows(rng, level_sizes[bg], width, height, order.count(bg) > 1):
             lw, lh = level_sizes[bg][level]
             window = (sx / lw, sy / lh, (sx + width) / lw, (sy + height) / lh)
-            overlap = max((window_iou(window, w) for w, _ in earlier), default=0.0)
+            overlap = max((box_iou(window, w) for w, _ in earlier), default=0.0)
             if best is None or overlap < best[0]:
                 best = (overlap, level, [sx, sy, sx + width, sy + height], window)
             if overlap <= MAX_SHARED_WINDOW:

@@ -83,6 +83,12 @@ def layout(tmp_path) -> Path:
     return make_layout(tmp_path / "input")
 
 
+@pytest.fixture(scope="module")
+def module_layout(tmp_path_factory) -> Path:
+    """One input set for a whole test module (for modules whose tests only read it)."""
+    return make_layout(tmp_path_factory.mktemp("input") / "input")
+
+
 @pytest.fixture
 def generate(tmp_path):
     """Run the pipeline on ``root`` with extra overrides; returns the output folder."""

@@ -11,14 +11,14 @@ from pipeline import evaluate, stats
 from pipeline.errors import ConfigError
 from pipeline.evaluate import EvaluationError
 from pipeline.runner import run
-from tests.conftest import SMALL, make_config, make_layout
+from tests.conftest import SMALL, make_config
 
 SCORER = Path(__file__).with_name("scorer.py")  # a small real "train and validate" script
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    return make_layout(tmp_path_factory.mktemp("input"))
+def layout(module_layout):
+    return module_layout
 
 
 @pytest.fixture(scope="module")

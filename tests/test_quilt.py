@@ -79,7 +79,7 @@ def test_tiles_sharing_a_background_are_distinct_and_overlap_little(demo_levels,
             if a["background"] == b["background"]:
                 wa, wb = ([v / s for v, s in zip(t["src"], sizes[t["background"]][t["level"]] * 2, strict=True)]
                           for t in (a, b))
-                overlaps.append(quilt.window_iou(wa, wb))
+                overlaps.append(quilt.box_iou(wa, wb))
                 if counts[a["background"]] == 2:
                     assert overlaps[-1] <= quilt.MAX_SHARED_WINDOW
         canvas = quilt.render(1920, 1080, 2, 2, 0, tiles, [images[t["background"]][t["level"]] for t in tiles])

@@ -13,12 +13,12 @@ import yaml
 from pipeline import stats
 from pipeline.report import sheet_settings
 from pipeline.runner import run
-from tests.conftest import SMALL, make_config, make_layout
+from tests.conftest import SMALL, make_config
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    return make_layout(tmp_path_factory.mktemp("input"))
+def layout(module_layout):
+    return module_layout
 
 
 @pytest.fixture(scope="module")

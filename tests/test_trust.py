@@ -67,8 +67,8 @@ def leftovers(out: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> Path:
-    return make_layout(tmp_path_factory.mktemp("trust") / "input")
+def inputs(module_layout) -> Path:
+    return module_layout
 
 
 @pytest.fixture(scope="module")
