@@ -2,7 +2,9 @@
 
 Nothing here imports Hydra. Each sample draws from its own generator, addressed by
 (seed, class index, sample index), so chunking, worker count and backend never change the bytes.
-A sample: background quilt -> distractors -> labelled objects (occlusion-checked) -> noise -> files.
+A sample: background quilt -> distractors -> labelled objects (occlusion-checked), every draw made while laying
+it out; then painted (shadows, colour match, blends) -> noise -> files, once, or once per compose.blending.every
+method from the same layout.
 """
 from __future__ import annotations
 
@@ -260,10 +262,10 @@ def blend_versions(blending: dict, background_only: bool) -> list[str | None]:
 
 def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, split: str, sources: tuple,
                   out_dir: Path) -> list[dict]:
-    """One layout, written as one image (or one per ``compose.blending.every`` method: the same draws, labels and
-    split, pasted differently); returns a record per image. ``sources``: (first object index, pinned first background
-    or None), from the plan; the class after the real ones makes background-only images (no object, no first
-    object)."""
+    """One sample: its layout drawn once, then written as one image, or as one per ``compose.blending.every`` method
+    (the same draws, labels and split, pasted differently); returns a record per image. ``sources``: (first object
+    index, pinned first background or None), from the plan; the class after the real ones makes background-only
+    images (no object, no first object)."""
     out, plan, blending = settings["output"], settings["plan"], settings["compose"]["blending"]
     background_only = class_idx == len(bank["classes"])
     class_name = splits.BACKGROUND if background_only else bank["classes"][class_idx]["name"]
@@ -286,11 +288,14 @@ def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, s
         objects, object_paints, dropped = layout_scene(rng, background.shape[:2], bank, settings, (class_idx, obj_idx),
                                                        splits.allowed(plan, "photos", split))
         paints += object_paints
-    width, height = background.shape[1], background.shape[0]
+    height, width = background.shape[:2]
     for obj in objects:  # the parent moves each segmentation into the COCO file, not the manifest
         if "coco" in out["formats"]:
             obj["segmentation"] = writers.coco_segmentation(obj["visible_mask"], *obj["box"][:2], width, height,
                                                             out["coco_segmentation"])
+    layout = {"class": class_name, "class_index": class_idx, "sample_index": sample_idx, "split": split,
+              "jpeg_quality": image_params["jpeg_quality"] or out["jpeg_quality"], "dropped": dropped,
+              "tiles": [tile_record(t, bank["backgrounds"][t["background"]]) for t in tiles], "augment": image_params}
     versions = blend_versions(blending, background_only)
     records = []
     for n, version in enumerate(versions):
@@ -298,46 +303,36 @@ def render_sample(bank: dict, settings: dict, class_idx: int, sample_idx: int, s
         used = paint_scene(canvas, paints, blending, version or (blending["every"] or [None])[0])
         if image_params["noise"] > 0:
             canvas = color.add_noise(canvas, image_params["noise"], image_params["noise_seed"])
-        records.append(image_record(canvas, with_blends(objects, used[len(distractors):]),
-                                    with_blends(distractors, used[:len(distractors)]), version, class_idx, sample_idx,
-                                    split, class_name, dropped, tiles, image_params, bank, settings, out_dir))
+        records.append(write_image(canvas, with_blends(objects, used[len(distractors):]),
+                                   with_blends(distractors, used[:len(distractors)]), layout, version, settings,
+                                   out_dir))
     return records
 
 
-def image_record(canvas: np.ndarray, objects: list[dict], distractors: list[dict], version: str | None, class_idx: int,
-                 sample_idx: int, split: str, class_name: str, dropped: int, tiles: list[dict], image_params: dict,
-                 bank: dict, settings: dict, out_dir: Path) -> dict:
-    """Write one image of a layout and its per-image files; its manifest record (``blending``: the method of every
-    paste in it, only with ``compose.blending.every``)."""
-    width, height = canvas.shape[1], canvas.shape[0]
-    sample = {"class": class_name, "name": image_name(class_name, sample_idx, version), "index": sample_idx,
-              "split": split, "jpeg_quality": image_params["jpeg_quality"] or settings["output"]["jpeg_quality"]}
+def write_image(canvas: np.ndarray, objects: list[dict], distractors: list[dict], layout: dict, version: str | None,
+                settings: dict, out_dir: Path) -> dict:
+    """Write one image of a layout and its per-image files; returns its record: the layout's keys, its files, its
+    objects and distractors (with how each was pasted) and, with ``compose.blending.every``, its ``blending``."""
+    name = image_name(layout["class"], layout["sample_index"], version)
+    sample = {"class": layout["class"], "name": name, "index": layout["sample_index"], "split": layout["split"],
+              "jpeg_quality": layout["jpeg_quality"]}
     paths = write_files(canvas, objects, sample, settings, Path(out_dir))
     for obj in objects:
         obj.pop("visible_mask", None)
-    record = {
-        "id": f"{class_name}/{sample_idx:06d}" + (f"/{version}" if version else ""),
-        "name": sample["name"],
-        "class": class_name,
-        "class_index": class_idx,
-        "sample_index": sample_idx,
-        "split": split,
+    return {
+        **layout,
+        "id": f"{layout['class']}/{layout['sample_index']:06d}" + (f"/{version}" if version else ""),
+        "name": name,
         **paths,
-        "width": width,
-        "height": height,
-        "jpeg_quality": sample["jpeg_quality"],
+        "width": canvas.shape[1],
+        "height": canvas.shape[0],
         "objects": objects,
-        "dropped": dropped,
         "distractors": distractors,
-        "tiles": [tile_record(t, bank["backgrounds"][t["background"]]) for t in tiles],
-        "augment": image_params,
+        **({"blending": version} if version else {}),
         # every file the image wrote and its size, so a resume can tell a finished sample from a torn one;
         # the parent keeps this in its journal, not in the manifest
         "_files": {path: os.lstat(os.path.join(out_dir, path)).st_size for path in paths.values()},
     }
-    if version:
-        record["blending"] = version
-    return record
 
 
 def render_chunk(task: dict, bank: dict, settings: dict, out_dir: str) -> list[dict]:
