@@ -62,6 +62,24 @@ def sample_blend(rng: np.random.Generator, blending: dict, methods: tuple[str, .
     return params
 
 
+# The drawn parameters each blending method uses (the others need none).
+METHOD_PARAMS = {"hard": (), "feather": ("feather_radius",), "poisson": (), "motion": ("motion_length", "motion_angle")}
+
+
+def sample_blend_params(rng: np.random.Generator, blending: dict) -> dict:
+    """Every method's parameters, no method: for ``compose.blending.every``, where each image of a layout pastes
+    with its own method, so what is drawn (and every later draw of the sample) cannot depend on the method."""
+    return {"feather_radius": float(rng.uniform(blending["feather_radius"]["min"], blending["feather_radius"]["max"])),
+            "motion_length": int(round(rng.uniform(blending["motion_length"]["min"],
+                                                   blending["motion_length"]["max"]))),
+            "motion_angle": float(rng.uniform(0.0, 180.0))}
+
+
+def blend_for(drawn: dict, method: str) -> dict:
+    """``method`` with the parameters it uses, taken from ``sample_blend_params``'s draw."""
+    return {"method": method, **{key: drawn[key] for key in METHOD_PARAMS[method]}}
+
+
 def box_iou(a: Box, b: Box) -> float:
     iw = min(a[2], b[2]) - max(a[0], b[0])
     ih = min(a[3], b[3]) - max(a[1], b[1])

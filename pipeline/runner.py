@@ -32,7 +32,7 @@ from pipeline import splits as splitting
 from pipeline.backends import parallel_backend
 from pipeline.errors import ConfigError, InputError, QuiltgenError, SampleError
 from pipeline.formats import DatasetWriters
-from pipeline.render import render_task
+from pipeline.render import blend_versions, render_task
 from pipeline.schema import QuiltgenConfig, augment_per_class
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,11 @@ def plan_tasks(todo: list[list[int]], n_workers: int, chunk_size: int | None, sp
              "sources": [sources[c][i] for i in chunk] if sources is not None else None} for c, chunk in chunks]
 
 
-def in_order(keys: Iterable[tuple[int, int]], done: Callable[[tuple[int, int]], dict | None],
+def in_order(keys: Iterable[tuple], done: Callable[[tuple], dict | None],
              arrivals: Iterator[list[dict]]) -> Iterator[dict]:
-    """Records in ``keys`` order: a finished sample's from ``done``, the others from the unordered
-    ``arrivals`` (lists of records), holding only early arrivals."""
-    waiting: dict[tuple[int, int], dict] = {}
+    """Records in ``keys`` (``runstate.sample_key``) order: a finished image's from ``done``, the others from the
+    unordered ``arrivals`` (lists of records), holding only early arrivals."""
+    waiting: dict[tuple, dict] = {}
     for key in keys:
         record = done(key)
         if record is None:
@@ -181,7 +181,8 @@ def plan_samples(bank: dict, settings: dict) -> tuple[list[int], list[list[str]]
     planned = [splitting.plan_class(plan, seed, out["splits"], c, len(cls["objects"]))
                for c, cls in enumerate(bank["classes"])]
     fraction = settings["samples"]["background_fraction"]
-    n_background = splitting.background_only_count(sum(len(names) for names, _ in planned), fraction)
+    per_layout = len(blend_versions(settings["compose"]["blending"], False))  # a share of the images, not layouts
+    n_background = splitting.background_only_count(per_layout * sum(len(names) for names, _ in planned), fraction)
     if n_background:
         if splitting.BACKGROUND in (cls["name"] for cls in bank["classes"]):
             raise InputError(f"class '{splitting.BACKGROUND}': samples.background_fraction={fraction} adds images "
@@ -191,12 +192,19 @@ def plan_samples(bank: dict, settings: dict) -> tuple[list[int], list[list[str]]
     return [len(names) for names, _ in planned], [names for names, _ in planned], [src for _, src in planned]
 
 
-def split_counts(splits: list[list[str]]) -> dict[str, int]:
+def split_counts(splits: list[list[str]], per_layout: list[int] | None = None) -> dict[str, int]:
+    """Samples (layouts) per split; images per split if given each class's ``images_per_layout``."""
     per_split: dict[str, int] = {}
-    for names in splits:
+    for c, names in enumerate(splits):
         for name in names:
-            per_split[name] = per_split.get(name, 0) + 1
+            per_split[name] = per_split.get(name, 0) + (1 if per_layout is None else per_layout[c])
     return per_split
+
+
+def images_per_layout(settings: dict, n_classes: int, n_counts: int) -> list[int]:
+    """Images written per sample of each class (``n_counts`` classes, background-only ones after the ``n_classes``
+    real ones): one, or one per ``compose.blending.every`` method."""
+    return [len(blend_versions(settings["compose"]["blending"], c == n_classes)) for c in range(n_counts)]
 
 
 def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Path | None) -> dict:
@@ -251,6 +259,11 @@ def log_plan(bank: dict, counts: list[int], catalog: sources.Catalog, splits: li
     if len(counts) > len(bank["classes"]):
         log.info("%s (samples.background_fraction=%g)", plural(counts[-1], "background-only image"),
                  settings["samples"]["background_fraction"])
+    every = settings["compose"]["blending"]["every"]
+    if every:
+        images = split_counts(splits, images_per_layout(settings, len(bank["classes"]), len(counts)))
+        log.info("each sample is written once per compose.blending.every method (%s): %s", ", ".join(every),
+                 plural(sum(images.values()), "image"))
     log_splits(bank, splits, settings)
     if catalog.skipped:
         log.warning("%s skipped (input.on_bad_file=skip)", plural(len(catalog.skipped), "file"))
@@ -287,6 +300,9 @@ def record_start(state: runstate.RunState, settings: dict, root: Path, inputs: l
                "per_split": split_counts(splits)}
     if len(counts) > len(classes):
         samples["background_only"] = counts[-1]
+    if settings["compose"]["blending"]["every"]:  # several images per sample
+        per_split = split_counts(splits, images_per_layout(settings, len(classes), len(counts)))
+        samples["images"] = {"total": sum(per_split.values()), "per_split": per_split}
     if resuming:
         changed = changed_inputs(state.record.get("inputs", []), inputs)
         if changed:
@@ -339,7 +355,7 @@ def clear_leftovers(out_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def done_samples(out_dir: Path, keys: set[tuple[int, int]]) -> tuple[runstate.Journal, dict[tuple[int, int], int]]:
+def done_samples(out_dir: Path, keys: set[tuple]) -> tuple[runstate.Journal, dict[tuple, int]]:
     """The journal, and the offsets of its records whose files are all still intact."""
     journal = runstate.Journal(out_dir)
     done = {}
@@ -352,13 +368,17 @@ def done_samples(out_dir: Path, keys: set[tuple[int, int]]) -> tuple[runstate.Jo
 def _generate(state: runstate.RunState, bank: dict, settings: dict, counts: list[int], splits: list[list[str]],
               sample_sources: list[list[tuple]], n_workers: int) -> int:
     out_dir, workers, out = state.folder, settings["workers"], settings["output"]
-    keys = [(c, s) for c, count in enumerate(counts) for s in range(count)]
-    journal, done = done_samples(out_dir, set(keys))
-    todo = [[s for s in range(count) if (c, s) not in done] for c, count in enumerate(counts)]
+    blending, n_classes = settings["compose"]["blending"], len(bank["classes"])
+    keys = [(c, s, version) for c, count in enumerate(counts) for s in range(count)
+            for version in blend_versions(blending, c == n_classes)]
+    journal, intact = done_samples(out_dir, set(keys))
+    torn = {key[:2] for key in keys if key not in intact}  # a sample is done when every image of it is
+    done = {key: offset for key, offset in intact.items() if key[:2] not in torn}
+    todo = [[s for s in range(count) if (c, s) in torn] for c, count in enumerate(counts)]
     tasks = plan_tasks(todo, n_workers, workers["chunk_size"], splits, sample_sources)
-    rendering = sum(len(t["samples"]) for t in tasks)
+    rendering = len(keys) - len(done)
     if done:
-        log.info("resume: %s of %s already done; rendering the other %d", plural(len(done), "sample"),
+        log.info("resume: %s of %s already done; rendering the other %d", plural(len(done), "image"),
                  len(keys), rendering)
     log.info("%s in %s on %s", plural(rendering, "sample"), plural(len(tasks), "task"),
              plural(n_workers, f"{workers['backend']} worker"))
@@ -367,7 +387,7 @@ def _generate(state: runstate.RunState, bank: dict, settings: dict, counts: list
     dataset = DatasetWriters(out_dir, bank, settings)
     jobs = (delayed(render_task)(i, task, bank, settings, str(out_dir)) for i, task in enumerate(tasks))
 
-    def finished(key: tuple[int, int]) -> dict | None:
+    def finished(key: tuple) -> dict | None:
         return journal.read(done[key]) if key in done else None
 
     try:
@@ -441,11 +461,14 @@ def dry_run(settings: dict) -> dict:
         records = [r for task in probes for r in render_task(0, task, bank, settings, str(scratch / "out"))[1]]
     per_sample = float(np.mean([sum(r["_files"].values()) for r in records]))
     log_plan(bank, counts, catalog, splits, settings)
-    per_split, objects, total = split_counts(splits), settings["compose"]["objects"], sum(counts)
-    log.info("dry run: %s (%s), %d-%d objects each, about %.1f MiB on disk (%.0f KiB per sample, measured on "
-             "one sample per class); no dataset was written", plural(total, "sample"),
+    per_layout = images_per_layout(settings, len(bank["classes"]), len(counts))
+    per_split, objects = split_counts(splits, per_layout), settings["compose"]["objects"]
+    total = sum(per_split.values())
+    noun = "image" if settings["compose"]["blending"]["every"] else "sample"  # several images per sample
+    log.info("dry run: %s (%s), %d-%d objects each, about %.1f MiB on disk (%.0f KiB per %s, measured on "
+             "one sample per class); no dataset was written", plural(total, noun),
              ", ".join(f"{name} {n}" for name, n in per_split.items()), objects["min"], objects["max"],
-             total * per_sample / 2**20, per_sample / 1024)
+             total * per_sample / 2**20, per_sample / 1024, noun)
     return {"samples": 0, "planned": total, "per_split": per_split, "classes": len(catalog.classes),
             "estimated_bytes": int(total * per_sample), "seconds": round(time.perf_counter() - started, 3),
             "samples_per_second": 0.0, "dry_run": True}

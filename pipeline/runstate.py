@@ -261,8 +261,9 @@ def claim_sweep(folder: Path | str) -> None:
 # --- the journal of finished samples
 
 
-def sample_key(record: dict) -> tuple[int, int]:
-    return record["class_index"], record["sample_index"]
+def sample_key(record: dict) -> tuple[int, int, str | None]:
+    """An image's identity: its layout (class index, sample index) and, with compose.blending.every, its method."""
+    return record["class_index"], record["sample_index"], record.get("blending")
 
 
 class Journal:
@@ -284,9 +285,9 @@ class Journal:
             self._fh.close()
             self._fh = None
 
-    def index(self) -> dict[tuple[int, int], int]:
-        """Byte offset of the last complete line of each sample (a torn last line is ignored)."""
-        found: dict[tuple[int, int], int] = {}
+    def index(self) -> dict[tuple, int]:
+        """Byte offset of the last complete line of each image (``sample_key``; a torn last line is ignored)."""
+        found: dict[tuple, int] = {}
         if not self.path.exists():
             return found
         with open(self.path, "rb") as fh:

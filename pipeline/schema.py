@@ -277,7 +277,8 @@ class AugmentConfig:
 
 @dataclass
 class BlendingConfig:
-    """Relative weights of the blending methods (one is drawn per object) and their settings."""
+    """Relative weights of the blending methods (one is drawn per object) and their settings; ``every``: write
+    each sample once per listed method instead (the weights are then unused)."""
 
     hard: float = 0.45
     feather: float = 0.4
@@ -289,8 +290,17 @@ class BlendingConfig:
     poisson_clone: str = "normal"
     poisson_keep: float = 0.6
     min_contrast: float = 0.5
+    every: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        for method in self.every:
+            close = get_close_matches(str(method), BLEND_METHODS, n=1)
+            _check(method in BLEND_METHODS, "compose.blending.every",
+                   f"unknown method {method!r}; {f'did you mean {close[0]}? ' if close else ''}"
+                   f"the methods are {list(BLEND_METHODS)}, e.g. compose.blending.every=[hard,feather]")
+        repeated = sorted({method for method in self.every if self.every.count(method) > 1})
+        _check(not repeated, "compose.blending.every", f"{repeated[0] if repeated else ''} is listed twice; list "
+               f"each method once (its images would have the same names)")
         for name in BLEND_METHODS:
             value = getattr(self, name)
             _check(value >= 0, f"compose.blending.{name}", f"weight must be >= 0, got {value}")

@@ -281,7 +281,8 @@ def test_shadows_darken_only_the_background_in_a_scene(layout):
         for settings, b in ((plain, bank), (shaded, shaded_bank)):
             rng = np.random.default_rng(n)
             canvas, _, _ = render.render_background(rng, b, settings, None)
-            objects, _ = render.compose_scene(rng, canvas, b, settings, (n % 2, 0))
+            objects, paints, _ = render.layout_scene(rng, canvas.shape[:2], b, settings, (n % 2, 0))
+            render.paint_scene(canvas, paints, settings["compose"]["blending"])
             canvases.append(canvas.astype(np.int16))
             records.append(objects)
         assert [o["box"] for o in records[0]] == [o["box"] for o in records[1]]

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import augment
+from pipeline import augment, runstate
 from pipeline.backends import parallel_backend
 from pipeline.errors import ConfigError, SampleError
 from pipeline.runner import in_order, plan_tasks, run
@@ -192,10 +192,15 @@ def test_local_backends_report_the_configured_worker_count():
 
 
 def test_in_order_merges_finished_and_arriving_records_in_sample_order():
-    def record(c, s):
-        return {"class_index": c, "sample_index": s}
+    def record(c, s, blending=None):
+        return {"class_index": c, "sample_index": s, **({"blending": blending} if blending else {})}
 
-    keys = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
-    finished = {(0, 1): record(0, 1), (1, 0): record(1, 0)}  # from the journal of an interrupted run
+    keys = [(0, 0, None), (0, 1, None), (0, 2, None), (1, 0, None), (1, 1, None)]
+    finished = {(0, 1, None): record(0, 1), (1, 0, None): record(1, 0)}  # from the journal of an interrupted run
     arrivals = iter([[record(1, 1)], [record(0, 2), record(0, 0)]])
-    assert [(r["class_index"], r["sample_index"]) for r in in_order(keys, finished.get, arrivals)] == keys
+    assert [runstate.sample_key(r) for r in in_order(keys, finished.get, arrivals)] == keys
+    # compose.blending.every: each sample's images arrive together, in method order, and are kept apart by method
+    keys = [(0, s, method) for s in range(3) for method in ("hard", "motion")]
+    finished = {key: record(*key) for key in keys[2:4]}
+    arrivals = iter([[record(0, 2, "hard"), record(0, 2, "motion")], [record(0, 0, "hard"), record(0, 0, "motion")]])
+    assert [runstate.sample_key(r) for r in in_order(keys, finished.get, arrivals)] == keys
