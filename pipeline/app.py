@@ -91,7 +91,7 @@ def _stopped(how: str, status: int, out_dir: str) -> SystemExit:
     elif record.get("status") == "complete":  # stopped in the report or the evaluation, after the dataset
         message = f"{how}: the dataset in {out_dir} is complete; its report or evaluation did not finish"
     else:
-        message = f"{how}: the samples written so far are kept; finish the run with: quiltgen resume={out_dir}"
+        message = f"{how}: the samples written so far are kept; finish the run with: {runstate.resume_command(out_dir)}"
     log.warning("%s", message)
     print(f"quiltgen: {message}", file=sys.stderr)
     return SystemExit(status)

@@ -401,13 +401,11 @@ def _generate(state: runstate.RunState, bank: dict, settings: dict, counts: list
     except TerminatedWorkerError:
         _abandon(dataset, journal, out_dir)
         raise SampleError(f"a worker process died (killed, or out of memory); the samples written so far are "
-                          f"kept: finish the run with quiltgen resume={out_dir}, with fewer workers "
+                          f"kept: finish the run with {runstate.resume_command(out_dir)}, with fewer workers "
                           f"(workers.n_jobs) if memory is short") from None
-    except OSError as err:
+    except OSError as err:  # a write of the parent's (the journal, the manifest, a COCO file)
         _abandon(dataset, journal, out_dir)
-        if err.filename is not None or err.errno is not None:
-            raise SampleError(writers.write_failure(err, out_dir)) from None
-        raise
+        raise SampleError(writers.write_failure(err, out_dir)) from None
     except BaseException:
         _abandon(dataset, journal, out_dir)
         raise

@@ -17,6 +17,8 @@ import hashlib
 import json
 import os
 import platform
+import re
+import shlex
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -31,6 +33,15 @@ JOURNAL = ".journal.jsonl"
 # Keys that may differ between a run and its resume: how the work is spread, not what it makes.
 VOLATILE_KEYS = ("workers", "resume", "dry_run")
 STATUSES = ("running", "interrupted", "failed", "complete")
+
+
+def resume_command(folder: Path | str) -> str:
+    """The command that finishes the run in ``folder``, quoted for the shell and Hydra when the path needs it
+    (sweep job folders hold '=' and ',')."""
+    path = str(folder)
+    if re.fullmatch(r"[\w./~+-]+", path):
+        return f"quiltgen resume={path}"
+    return f"quiltgen {shlex.quote(f'resume={chr(34)}{path}{chr(34)}')}"
 
 
 def now() -> str:
@@ -192,7 +203,7 @@ def _refusal(folder: Path, record: dict | None) -> ConfigError:
     status = record.get("status", "unknown")
     how = "its process is gone: killed or crashed" if status == "running" else f"status {status}"
     return ConfigError(f"hydra.run.dir: {folder} holds an unfinished run ({how}); finish it with: "
-                       f"quiltgen resume={folder} (or delete the folder to start again)")
+                       f"{resume_command(folder)} (or delete the folder to start again)")
 
 
 def _never_started(record: dict) -> bool:
@@ -282,7 +293,8 @@ class Journal:
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
+            with contextlib.suppress(OSError):  # a full disk may tear the last line: a resume skips it
+                self._fh.close()
             self._fh = None
 
     def index(self) -> dict[tuple, int]:

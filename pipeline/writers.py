@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from pipeline.blend import clip_region
+from pipeline.runstate import resume_command
 
 BOX_COLOUR = (0, 255, 0)
 TEXT_COLOUR = (0, 0, 0)
@@ -56,8 +57,15 @@ def write_failure(err: OSError, out_dir: str | Path) -> str:
         free = f"{shutil.disk_usage(out_dir).free / 2**20:.0f} MiB free"
     except OSError:
         free = "free space unknown"
-    return (f"cannot write {err.filename}: {err.strerror} ({free} in {out_dir}); free some space or fix the "
-            f"folder's permissions, then finish the run with: quiltgen resume={out_dir}")
+    what = err.filename if err.filename is not None else f"into {out_dir}"
+    return (f"cannot write {what}: {err.strerror or err} ({free} in {out_dir}); free some space or fix the "
+            f"folder's permissions, then finish the run with: {resume_command(out_dir)}")
+
+
+def close_quietly(fh) -> None:
+    """Close a file whose contents are being thrown away: a failed flush (a full disk) does not matter then."""
+    with contextlib.suppress(OSError):
+        fh.close()
 
 
 def remove_temporaries(folder: Path) -> None:
@@ -446,7 +454,7 @@ class CocoWriter:
 
     def discard(self) -> None:
         for fh in self._fhs.values():
-            fh.close()
+            close_quietly(fh)
         for part in (*self._parts.values(), self.tmp):
             part.unlink(missing_ok=True)
 
@@ -467,5 +475,5 @@ class ManifestWriter:
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
-        self._fh.close()
+        close_quietly(self._fh)
         self.tmp.unlink(missing_ok=True)

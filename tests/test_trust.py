@@ -342,3 +342,50 @@ def test_workers_are_not_restarted_for_the_bank_s_memory_maps():
 
     (found,) = Parallel(n_jobs=1, backend="loky")([delayed(threshold)(os.getpid())])
     assert found >= worker.LOKY_LEAK_THRESHOLD
+
+
+@pytest.fixture(params=["2m", "5m"])  # full while a worker writes an image / while the parent writes its files
+def small_disk(tmp_path, request):
+    """A small filesystem (tmpfs) that a test can grow later; skipped where mounting is not allowed."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={request.param}", "tmpfs", str(folder)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_full_disk_mid_run_is_one_line_and_resumes_once_space_is_freed(tmp_path, inputs, reference, small_disk):
+    out = small_disk / "run"
+    proc = quiltgen(tmp_path, f"input.root={inputs}", *QUICK, *LONG, "workers.n_jobs=2", f"hydra.run.dir={out}",
+                    check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "No space left on device" in proc.stderr
+    assert f"quiltgen resume={out}" in proc.stderr and status(out) == "failed"
+    assert [p for p in leftovers(out) if p != ".journal.jsonl"] == [] and not (out / "manifest.jsonl").exists()
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space freed
+    quiltgen(tmp_path, f"resume={out}", "workers.n_jobs=2")
+    assert tree_digest(out) == reference and status(out) == "complete"
+
+
+def test_discarding_files_on_a_full_disk_does_not_raise(tmp_path):
+    """Closing a file flushes its buffer, which fails on a full disk; files being thrown away must not care."""
+    from pipeline import writers
+
+    class FullDisk:
+        def close(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    coco = writers.CocoWriter(tmp_path / "annotations" / "instances_train.json", [], {})
+    manifest = writers.ManifestWriter(tmp_path / "manifest.jsonl")
+    for fh in (*coco._fhs.values(), manifest._fh):
+        fh.close()
+    coco._fhs = dict.fromkeys(coco._fhs, FullDisk())
+    manifest._fh = FullDisk()
+    coco.discard()
+    manifest.discard()
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []
