@@ -50,6 +50,7 @@ def prepare_argv(args: list[str], conf_dir: str) -> list[str]:
     - a misspelt key gets the closest real key instead of Hydra's advice to add it with ``+``.
     """
     out, config_dirs, replay = [], [], False  # quiltgen's own conf/ is checked by its tests
+    values = set()  # positions in ``out`` of flag values (a sweep job's folder name holds '=')
     i = 0
     while i < len(args):
         flag, value, used = _flag_value(args, i)
@@ -63,14 +64,17 @@ def prepare_argv(args: list[str], conf_dir: str) -> list[str]:
                 out += ["--config-path", str(path)]
             else:
                 out += [flag, str(path) if flag in CONFIG_DIR_FLAGS else value]
+            values.add(len(out) - 1)
         i += used
     for arg in out:
         if arg.startswith("hydra.searchpath="):
             config_dirs += [Path(p.removeprefix("file://")) for p in _list_value(arg) if p.startswith("file://")]
+    overrides = [arg for n, arg in enumerate(out) if n not in values]
     check_yaml_files(config_dirs)
-    check_override_keys(out, conf_dir)
+    check_override_keys(overrides, conf_dir)
     if replay:
-        first = next((n for n, arg in enumerate(out) if "=" in arg and not arg.startswith("-")), len(out))
+        first = next((n for n, arg in enumerate(out) if n not in values and "=" in arg and not arg.startswith("-")),
+                     len(out))
         out[first:first] = [f"hydra.searchpath=[file://{conf_dir}]", *HYDRA_CHOICES]
     return out
 

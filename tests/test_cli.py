@@ -65,6 +65,9 @@ def test_multirun_makes_one_folder_per_job_with_its_own_config(tmp_path, layout)
              "samples.per_class=1", *QUICK)
     runs = run_dirs(tmp_path / "multirun")
     assert len(runs) == 4
+    # readable folder names: the number and the overrides in key order, the input path left out
+    assert sorted(run.name[:len("0_augment.scale.max=1.5,output")] for run in runs) == [
+        f"{n}_augment.scale.max={m},output" for n, m in enumerate(("1.5", "1.5", "2.0", "2.0"))]
     combos = set()
     for run in runs:
         frozen = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())

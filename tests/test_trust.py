@@ -389,3 +389,20 @@ def test_discarding_files_on_a_full_disk_does_not_raise(tmp_path):
     coco.discard()
     manifest.discard()
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_a_sweep_job_can_be_replayed_and_resumed_by_the_commands_quiltgen_prints(tmp_path, inputs):
+    import shlex
+
+    from pipeline.runstate import resume_command
+
+    sweep = tmp_path / "sweep"
+    quiltgen(tmp_path, "-m", "seed=3", f"input.root={inputs}", *QUICK, "samples.per_class=2", "workers.n_jobs=1",
+             f"hydra.sweep.dir={sweep}")
+    (job,) = [p for p in sweep.iterdir() if p.is_dir()]
+    assert "=" in job.name and "," in job.name and "input.root" not in job.name  # a readable name, no path
+    replay = tmp_path / "replay"
+    quiltgen(tmp_path, "-cp", str(job / ".hydra"), "-cn", "config", f"hydra.run.dir={replay}")
+    assert tree_digest(replay) == tree_digest(job)
+    command = shlex.split(resume_command(job))
+    assert command[0] == "quiltgen" and "already complete" in quiltgen(tmp_path, *command[1:]).stdout
