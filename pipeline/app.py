@@ -7,6 +7,7 @@ config file, a misspelt key, a ``~`` in a path. ``hydra_main`` validates the com
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shutil
@@ -58,6 +59,8 @@ class RunDirClaim(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         try:
+            if not config.get("resume"):  # a config error stops here, before Hydra makes the run folder
+                validate(task_part(config))
             with read_write(config.hydra), open_dict(config.hydra):
                 if config.get("dry_run"):
                     config.hydra.run.dir = tempfile.mkdtemp(prefix="quiltgen-dry-run-")
@@ -82,6 +85,14 @@ class RunDirClaim(Callback):
             runstate.claim_sweep(Path(str(config.hydra.sweep.dir)))
         except QuiltgenError as err:
             raise fail(str(err)) from None
+
+
+def task_part(config: DictConfig) -> DictConfig:
+    """The composed config without its ``hydra`` node: what the task function will receive."""
+    task = copy.deepcopy(config)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
 
 
 def _stopped(how: str, status: int, out_dir: str) -> SystemExit:
@@ -123,6 +134,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             return float("nan")
         raise fail(f"{err}; the dataset is complete") from None
     except QuiltgenError as err:
+        runstate.fail_unstarted(Path(out_dir), str(err))
         raise fail(str(err)) from None
     except KeyboardInterrupt:
         raise _stopped("interrupted", 130, out_dir) from None

@@ -246,6 +246,14 @@ def claim(folder: Path | str, resume: bool = False) -> RunState:
     return state
 
 
+def fail_unstarted(folder: Path, error: str) -> None:
+    """Mark this process's claim of ``folder`` failed if its run never started (a config error found after the
+    claim): the folder can then be used again, and its run.json says why it holds nothing."""
+    state = _HELD.get(Path(folder).absolute())
+    if state is not None and "config_hash" not in state.record:
+        state.finish("failed", error)
+
+
 def drop(state: RunState) -> None:
     """Forget this process's claim (the lock goes with it)."""
     _HELD.pop(state.folder, None)

@@ -88,6 +88,11 @@ def test_user_errors_exit_1_with_one_line_and_no_traceback(tmp_path, args, messa
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.rglob("manifest.jsonl")) and not list(tmp_path.rglob("images"))
+    if not args[0].startswith("input.root"):  # a config error stops before Hydra makes a run folder
+        assert not (tmp_path / "outputs").exists()
+    else:  # an input error is found in the run: its folder records it
+        (record,) = [json.loads(p.read_text()) for p in tmp_path.rglob("run.json")]
+        assert record["status"] == "failed" and "is not a folder" in record["error"]
 
 
 def test_parallel_sweep_matches_the_sequential_sweep(tmp_path, layout):
