@@ -27,7 +27,7 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pipeline import demo, report, runstate, sources, worker, writers
+from pipeline import demo, evaluate, report, runstate, sources, worker, writers
 from pipeline import splits as splitting
 from pipeline.backends import parallel_backend
 from pipeline.errors import ConfigError, InputError, QuiltgenError, SampleError
@@ -167,6 +167,9 @@ def scan_inputs(settings: dict) -> sources.Catalog:
                         "class_p": class_probabilities(catalog.classes, settings["compose"]["class_weights"]),
                         "parent_pid": os.getpid()}
     settings["class_augment"] = augment_per_class(settings["augment"], catalog.classes)  # augment.classes merged
+    evaluation = settings.get("evaluate")
+    if evaluation and evaluation["kind"] == "reference":  # a bad path is found now, not after the dataset
+        evaluate.load_reference(evaluation["reference"], catalog.classes)
     return catalog
 
 

@@ -167,3 +167,11 @@ def test_command_placeholders_and_score_keys_are_checked(tmp_path):
         evaluate.last_number(["done\n"], tmp_path)
     assert os.path.basename(evaluate.label_path(Path("/d/images/train/a.jpg"))) == "a.txt"
     assert evaluate.label_path(Path("/d/images/train/a.jpg")) == Path("/d/labels/train/a.txt")
+
+
+def test_a_missing_reference_is_found_before_anything_is_rendered(layout, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"^evaluate.reference: .*/nope.yaml does not exist"):
+        run(make_config([*SMALL, f"input.root={layout}", "evaluate=reference",
+                         f"evaluate.reference={tmp_path / 'nope.yaml'}"]), out)
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]  # no image was made first
