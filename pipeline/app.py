@@ -128,14 +128,14 @@ def hydra_main(cfg: DictConfig) -> float | None:
     try:
         config = validate(task_config(cfg))
         summary = run(config, out_dir, replay_of=cli.replayed_run(HydraConfig.get()))
-    except EvaluationError as err:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:  # the sweep goes on; an optimiser records a failed trial
-            fail(f"{err}; the dataset is complete, and this sweep job scores NaN")
-            return float("nan")
-        raise fail(f"{err}; the dataset is complete") from None
     except QuiltgenError as err:
-        runstate.fail_unstarted(Path(out_dir), str(err))
-        raise fail(str(err)) from None
+        message = f"{err}; the dataset is complete" if isinstance(err, EvaluationError) else str(err)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:  # the sweep goes on; an optimiser records a failed trial
+            runstate.note_error(Path(out_dir), message)
+            fail(f"sweep job {Path(out_dir).name}: {message}")
+            return float("nan")
+        runstate.fail_unstarted(Path(out_dir), message)
+        raise fail(message) from None
     except KeyboardInterrupt:
         raise _stopped("interrupted", 130, out_dir) from None
     except runstate.Terminated:

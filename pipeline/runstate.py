@@ -254,6 +254,17 @@ def fail_unstarted(folder: Path, error: str) -> None:
         state.finish("failed", error)
 
 
+def note_error(folder: Path, error: str) -> None:
+    """Record an error in the folder's run.json after the run ended (a sweep job's failed evaluation, or a config
+    error found before the run could start, which also leaves it ``failed``)."""
+    record = read_run(folder)
+    if record is None:
+        record = {"status": "failed", "pid": os.getpid(), "started": now(), "ended": now()}
+    record.setdefault("error", error)
+    with contextlib.suppress(OSError):
+        atomic_json(folder / RUN_FILE, record)
+
+
 def drop(state: RunState) -> None:
     """Forget this process's claim (the lock goes with it)."""
     _HELD.pop(state.folder, None)

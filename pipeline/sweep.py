@@ -19,7 +19,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import writers
+from pipeline import runstate, writers
 
 # Sweepers that tune toward the number each job returns (Hydra's plugins for Optuna, Nevergrad, Ax).
 OPTIMISERS = ("optuna", "nevergrad", "ax_sweeper", "axsweeper")
@@ -63,7 +63,14 @@ class SweepSummary(Callback):
         Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)  # the study's SQLite file goes here
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        write_summary(Path(str(config.hydra.sweep.dir)))
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        write_summary(sweep_dir)
+        failed = [row["folder"] for row in job_rows(sweep_dir)
+                  if row["run"].get("status") != "complete" or row["run"].get("error")]
+        if failed:  # each job said why in one line as it ended; the sweep went on
+            print(f"quiltgen: error: {len(failed)} of {len(job_rows(sweep_dir))} sweep jobs did not finish "
+                  f"(see the status column of {sweep_dir / 'summary.csv'})", file=sys.stderr)
+            raise SystemExit(1)
 
 
 # ------------------------------------------------------------------------------------------------ summary
@@ -78,7 +85,8 @@ def job_rows(sweep_dir: Path) -> list[dict]:
         match = re.match(r"\d+", folder.name)
         rows.append({"num": int(match.group()) if match else None, "folder": folder.name,
                      "overrides": dict(o.split("=", 1) if "=" in o else (o, "") for o in overrides),
-                     "stats": found, "report": (folder / "report.html").is_file()})
+                     "stats": found, "report": (folder / "report.html").is_file(),
+                     "run": runstate.read_run(folder) or {}})
     return rows
 
 
@@ -86,14 +94,20 @@ STAT_COLUMNS = ("status", "images", "objects", "objects_per_image", "instances",
                 "box_size_median", "truncated_mean", "occluded_mean", "seconds", "samples_per_second", "score")
 
 
-def key_stats(found: dict | None) -> dict:
-    """The columns taken from a job's stats.json (empty when the job wrote none)."""
+def job_status(record: dict) -> str:
+    """A job's status from its run.json: complete, or how it ended and why."""
+    status = record.get("status", "not started")
+    return f"{status}: {record['error']}" if record.get("error") else status
+
+
+def key_stats(found: dict | None, record: dict | None = None) -> dict:
+    """The columns taken from a job's stats.json (empty when the job wrote none) and its run.json status."""
     if not found:
-        return {**dict.fromkeys(STAT_COLUMNS, ""), "status": "no stats.json"}
+        return {**dict.fromkeys(STAT_COLUMNS, ""), "status": job_status(record or {})}
     counts, run = found["counts"], found["run"]
     boxes = found["boxes"]["per_class"]["all"]
     return {
-        "status": "ok",
+        "status": job_status(record) if record else "complete",
         "images": counts["images"],
         "objects": counts["objects"],
         "objects_per_image": round(counts["objects"] / counts["images"], 3) if counts["images"] else 0,
@@ -116,8 +130,8 @@ def summary_table(rows: list[dict]) -> tuple[list[str], list[dict], str | None]:
     varying = [k for k in keys if len({row["overrides"].get(k) for row in rows}) > 1]
     override_columns = varying + [k for k in keys if k not in varying]
     flat = [{"job": row["num"], "folder": row["folder"], **{k: row["overrides"].get(k, "") for k in override_columns},
-             **key_stats(row["stats"]), "report": f"{row['folder']}/report.html" if row["report"] else ""}
-            for row in rows]
+             **key_stats(row["stats"], row.get("run")),
+             "report": f"{row['folder']}/report.html" if row["report"] else ""} for row in rows]
     columns = ["job", "folder", *override_columns, *STAT_COLUMNS, "report"]
     directions = {row["stats"]["evaluation"]["direction"] for row in rows
                   if row["stats"] and "evaluation" in row["stats"]}

@@ -94,5 +94,21 @@ def test_a_failing_evaluation_is_one_line_and_does_not_stop_the_sweep(tmp_path, 
     assert len(single.stderr.strip().splitlines()) == 1 and "the dataset is complete" in single.stderr
     assert json.loads((tmp_path / "one" / "run.json").read_text())["status"] == "complete"
     sweep = tmp_path / "sweep"
-    quiltgen(tmp_path, "-m", "seed=1,2", *args, f"hydra.sweep.dir={sweep}")  # both jobs run, each scores NaN
-    assert [r["score"] for r in read_summary(sweep)] == ["", ""]  # no score, and the summary is written
+    proc = quiltgen(tmp_path, "-m", "seed=1,2", *args, f"hydra.sweep.dir={sweep}", check=False)  # both jobs run
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("evaluate.command exited with status 3") == 2  # one line per job, as it ends
+    assert proc.stderr.strip().splitlines()[-1] == f"quiltgen: error: 2 of 2 sweep jobs did not finish (see the " \
+                                                   f"status column of {sweep / 'summary.csv'})"
+    rows = read_summary(sweep)
+    assert [r["score"] for r in rows] == ["", ""] and all(r["status"].startswith("complete: evaluate.command exited")
+                                                          for r in rows)
+
+
+def test_a_sweep_goes_on_past_a_failing_job_and_its_summary_says_why(tmp_path, layout):
+    sweep = tmp_path / "sweep"
+    proc = quiltgen(tmp_path, "-m", "augment.scale.max=1.5,0.01", f"input.root={layout}", "samples.per_class=1",
+                    f"hydra.sweep.dir={sweep}", *QUICK, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    rows = {r["augment.scale.max"]: r for r in read_summary(sweep)}
+    assert rows["1.5"]["status"] == "complete" and rows["1.5"]["images"] == "2"
+    assert rows["0.01"]["status"] == "failed: augment.scale: min must be <= max, got min=0.5, max=0.01"
