@@ -460,7 +460,7 @@ def dry_run(settings: dict) -> dict:
             (scratch / "out" / name).mkdir(parents=True, exist_ok=True)
         probes = plan_tasks([[0] for _ in counts], n_workers, 1, splits, sample_sources)
         records = [r for task in probes for r in render_task(0, task, bank, settings, str(scratch / "out"))[1]]
-    per_sample = float(np.mean([sum(r["_files"].values()) for r in records]))
+        per_sample = float(np.mean([disk_use(scratch / "out", r["_files"]) for r in records]))
     log_plan(bank, counts, catalog, splits, settings)
     per_layout = images_per_layout(settings, len(bank["classes"]), len(counts))
     per_split, objects = split_counts(splits, per_layout), settings["compose"]["objects"]
@@ -473,6 +473,17 @@ def dry_run(settings: dict) -> dict:
     return {"samples": 0, "planned": total, "per_split": per_split, "classes": len(catalog.classes),
             "estimated_bytes": int(total * per_sample), "seconds": round(time.perf_counter() - started, 3),
             "samples_per_second": 0.0, "dry_run": True}
+
+
+def disk_use(folder: Path, files: dict[str, int]) -> int:
+    """Bytes the files take, a hard-linked file (an image in voc/ and yolo/) counted once."""
+    seen, total = set(), 0
+    for rel in files:
+        info = os.lstat(folder / rel)
+        if (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            total += info.st_size
+    return total
 
 
 def _journalled(stream: Iterator[tuple], journal: runstate.Journal, bar: tqdm) -> Iterator[list[dict]]:

@@ -536,6 +536,10 @@ def schema_keys(node: type = None, prefix: str = "") -> dict[str, bool]:
 
 def unknown_key_message(path: str) -> str | None:
     """None if ``path`` names a config key, else one line saying so, with the closest key if there is one."""
+    parts = path.split(".")
+    if parts[-1] == "enabled" and len(parts) >= 3 and parts[0] == "augment" and parts[-2] in SIZE_MODES:
+        return (f"{path}: unknown key; the size ranges have no switch: augment.size={parts[-2]} picks the unit "
+                f"(e.g. augment.size=area replaces augment.scale.enabled=false augment.area.enabled=true)")
     keys = schema_keys()
     parts = path.split(".")
     for n in range(len(parts), 0, -1):
