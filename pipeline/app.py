@@ -43,13 +43,18 @@ cli.register_resolvers(config_dir())
 sweep.register_resolvers()  # ${job_dir_name:...} in hydra.sweep.subdir
 
 
-def fail(message: str, status: int = 1) -> SystemExit:
+def say(message: str, level: int = logging.ERROR) -> None:
     """One line on stderr; the job's log file (if Hydra has set one up) gets it too, the console not twice."""
-    print(f"quiltgen: error: {message}", file=sys.stderr)
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    print(f"quiltgen: {'error: ' if level >= logging.ERROR else ''}{message}", file=sys.stderr)
+    record = log.makeRecord(log.name, level, __file__, 0, message, None, None)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
+
+
+def fail(message: str, status: int = 1) -> SystemExit:
+    """``say`` the error; the SystemExit to raise."""
+    say(message)
     return SystemExit(status)
 
 
@@ -103,8 +108,7 @@ def _stopped(how: str, status: int, out_dir: str) -> SystemExit:
         message = f"{how}: the dataset in {out_dir} is complete; its report or evaluation did not finish"
     else:
         message = f"{how}: the samples written so far are kept; finish the run with: {runstate.resume_command(out_dir)}"
-    log.warning("%s", message)
-    print(f"quiltgen: {message}", file=sys.stderr)
+    say(message, logging.WARNING)
     return SystemExit(status)
 
 
@@ -150,7 +154,10 @@ def main() -> None:
     """The console script: check the command line, then hand it to Hydra."""
     try:
         sys.argv[1:] = cli.prepare_argv(sys.argv[1:], config_dir())
+        hydra_main()
     except QuiltgenError as err:
         raise fail(str(err)) from None
-    hydra_main()
+    except KeyboardInterrupt:  # while Hydra composes the config, before any run started
+        print("quiltgen: interrupted before the run started; nothing was written", file=sys.stderr)
+        raise SystemExit(130) from None
 

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import runstate
 from pipeline.errors import ConfigError
-from pipeline.schema import unknown_key_message
+from pipeline.schema import bad_value_message, unknown_key_message
 
 log = logging.getLogger("quiltgen")
 
@@ -115,20 +115,27 @@ def config_groups(conf_dir: str) -> dict[str, list[str]]:
     groups = {}
     for folder in sorted(Path(conf_dir).iterdir()):
         if folder.is_dir() and folder.name != "hydra" and not folder.name.startswith("_"):
-            groups[folder.name] = sorted(p.stem for p in folder.glob("*.yaml"))
+            groups[folder.name] = sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.endswith("_schema"))
     return groups
 
 
 def check_override_keys(args: list[str], conf_dir: str) -> None:
-    """Refuse a ``key=value`` override whose key is not in the schema, naming the closest key."""
+    """Refuse a ``key=value`` override whose key is not in the schema (naming the closest key), a preset that
+    does not exist, or a plain value of the wrong type: one line each, instead of Hydra's several."""
     groups = config_groups(conf_dir)
     for arg in args:
-        if arg.startswith(("-", "+", "~")) or "=" not in arg:
+        if arg.startswith(("-", "~")) or "=" not in arg:
             continue
-        key = arg.split("=", 1)[0]
-        if key.startswith(("hydra.", "hydra/")) or key in groups or "/" in key:
+        key, value = arg.lstrip("+").split("=", 1)
+        if key.startswith(("hydra.", "hydra/")) or "/" in key:
             continue
-        message = unknown_key_message(key)
+        if key in groups:
+            options = groups[key]
+            if not any(c in value for c in ",()[]{}$") and value not in (*options, "null"):
+                raise ConfigError(f"{key}={value}: no such preset; the {key} presets are {', '.join(options)}")
+            continue
+        message = None if arg.startswith("+") else unknown_key_message(key)
+        message = message or bad_value_message(key, value)
         if message:
             raise ConfigError(message)
 

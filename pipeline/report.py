@@ -117,6 +117,7 @@ def figures(result: dict, overlay: dict | None) -> dict[str, dict]:
     Each text drawn by matplotlib costs milliseconds, so titles and colour keys are HTML (``_figure_html``)
     and the plots keep their tick labels only, few of them.
     """
+    logging.getLogger("matplotlib").setLevel(max(logging.INFO, logging.getLogger().level))  # no font-cache DEBUG
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: only a report needs matplotlib
     from matplotlib.figure import Figure
 

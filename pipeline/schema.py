@@ -534,6 +534,41 @@ def schema_keys(node: type = None, prefix: str = "") -> dict[str, bool]:
     return keys
 
 
+def leaf_types(node: type = None, prefix: str = "") -> dict[str, tuple[type, bool]]:
+    """Every scalar key of the schema -> (its type: int, float, bool or str; whether null is allowed)."""
+    node = node or QuiltgenConfig
+    found = {}
+    for name, hint in get_type_hints(node).items():
+        args = [arg for arg in get_args(hint) if arg is not type(None)] or [hint]
+        if is_dataclass(args[0]):
+            found.update(leaf_types(args[0], f"{prefix}{name}."))
+        elif args[0] in (int, float, bool, str):
+            found[f"{prefix}{name}"] = (args[0], type(None) in get_args(hint))
+    return found
+
+
+NAMES = {int: "an integer", float: "a number", bool: "true or false"}
+
+
+def bad_value_message(path: str, value: str) -> str | None:
+    """One line when a plain ``key=value`` override cannot be the key's type (instead of Hydra's several lines);
+    None when it can, or when the value is more than a literal (a sweep list, an interpolation, quotes)."""
+    kind, nullable = leaf_types().get(path, (str, True))
+    if kind is str or any(c in value for c in ",()[]{}$'\" ") or (nullable and value == "null"):
+        return None
+    try:
+        if kind is bool:
+            ok = value.lower() in ("true", "false")
+        else:
+            ok = float(value) == int(float(value)) if kind is int else bool(float(value) == float(value))
+    except ValueError:
+        ok = False
+    if ok:
+        return None
+    return f"{path}: {value!r} is not {NAMES[kind]}{' (or null)' if nullable else ''}; e.g. {path}=" + \
+        {int: "10", float: "0.5", bool: "true"}[kind]
+
+
 def unknown_key_message(path: str) -> str | None:
     """None if ``path`` names a config key, else one line saying so, with the closest key if there is one."""
     parts = path.split(".")

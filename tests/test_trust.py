@@ -296,7 +296,7 @@ def test_skip_also_skips_a_photo_that_cannot_fit(tmp_path, generate, caplog):
     assert (out / "manifest.jsonl").exists()
 
 
-@pytest.mark.parametrize("case", ["unwritable", "yaml", "typo", "tilde"])
+@pytest.mark.parametrize("case", ["unwritable", "yaml", "typo", "tilde", "type", "preset", "removed"])
 def test_command_line_errors_are_one_line(tmp_path, inputs, case):
     conf = tmp_path / "conf" / "experiment"
     conf.mkdir(parents=True)
@@ -304,13 +304,21 @@ def test_command_line_errors_are_one_line(tmp_path, inputs, case):
     args = {"unwritable": ["hydra.run.dir=/sys/quiltgen-run"],
             "yaml": ["-cd", str(tmp_path / "conf"), "experiment=mine"],
             "typo": ["quilt.rwos=3"],
-            "tilde": ["input.root=~/nowhere"]}[case]
+            "tilde": ["input.root=~/nowhere"],
+            "type": ["samples.per_class=abc"],
+            "preset": ["workers=lokky"],
+            "removed": ["augment.area.enabled=true"]}[case]
     proc = quiltgen(tmp_path, *args, *QUICK, check=False, env={**os.environ, "HOME": str(tmp_path)})
     expected = {"unwritable": "quiltgen: error: hydra.run.dir: cannot write into /sys/quiltgen-run (",
                 "yaml": f"quiltgen: error: {conf / 'mine.yaml'}, line 3, column 6: invalid YAML: expected ',' or "
                         f"']', but got ':'",
                 "typo": "quiltgen: error: quilt.rwos: unknown key; did you mean quilt.rows?",
-                "tilde": f"quiltgen: error: input.root: {tmp_path}/nowhere is not a folder"}[case]
+                "tilde": f"quiltgen: error: input.root: {tmp_path}/nowhere is not a folder",
+                "type": "quiltgen: error: samples.per_class: 'abc' is not an integer (or null); e.g. "
+                        "samples.per_class=10",
+                "preset": "quiltgen: error: workers=lokky: no such preset; the workers presets are dask, loky, ray",
+                "removed": "quiltgen: error: augment.area.enabled: unknown key; the size ranges have no switch: "
+                           "augment.size=area picks the unit"}[case]
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith(expected) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert expected.removeprefix("quiltgen: error: ") not in proc.stdout  # printed once, not logged to the console
