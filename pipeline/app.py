@@ -124,6 +124,15 @@ def task_config(cfg: DictConfig) -> DictConfig:
     return frozen
 
 
+def follow_original_cwd(run_folder: Path | None) -> None:
+    """A replay or resume reads the config's relative paths (input.root, evaluate.reference, ...) as the run
+    did: from the folder it was started in."""
+    cwd = cli.original_cwd(run_folder) if run_folder is not None else None
+    if cwd is not None and cwd != Path.cwd():
+        os.chdir(cwd)
+        log.info("relative paths in the config are read from %s, where the run in %s was started", cwd, run_folder)
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     """Returns the run's evaluation score (None without ``evaluate``): the number optimising sweepers compare."""
@@ -131,7 +140,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
     out_dir = HydraConfig.get().runtime.output_dir
     try:
         config = validate(task_config(cfg))
-        summary = run(config, out_dir, replay_of=cli.replayed_run(HydraConfig.get()))
+        replay_of = cli.replayed_run(HydraConfig.get())
+        follow_original_cwd(replay_of or (Path(out_dir) if config.resume else None))
+        summary = run(config, out_dir, replay_of=replay_of)
     except QuiltgenError as err:
         message = f"{err}; the dataset is complete" if isinstance(err, EvaluationError) else str(err)
         if HydraConfig.get().mode == RunMode.MULTIRUN:  # the sweep goes on; an optimiser records a failed trial

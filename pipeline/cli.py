@@ -184,3 +184,12 @@ def replayed_run(hydra_cfg) -> Path | None:
             return folder if (folder / runstate.RUN_FILE).exists() else None
     return None
 
+
+
+def original_cwd(run_folder: Path) -> Path | None:
+    """The working folder a run was started from (Hydra's hydra.yaml records it), if it still exists."""
+    try:
+        found = yaml.safe_load((run_folder / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["cwd"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    return Path(found) if Path(found).is_dir() else None

@@ -139,8 +139,9 @@ def check_resumable(state: runstate.RunState, settings: dict) -> dict | None:
     if runstate.config_hash(identity) != record["config_hash"]:
         differences = runstate.config_differences(record.get("config", {}), identity)
         raise ConfigError(f"resume: the config differs from the one {folder} was started with "
-                          f"({'; '.join(differences[:5]) or 'see run.json'}); resume without overrides other "
-                          f"than workers.*, or start a new run")
+                          f"({'; '.join(differences[:5]) or 'see run.json'}): its .hydra/config.yaml was edited, or "
+                          f"an override was given; a resume needs the run's own config (only workers.* may "
+                          f"change), else start a new run")
     ours, theirs = runstate.versions()["quiltgen"], record.get("versions", {}).get("quiltgen")
     if ours != theirs:
         raise ConfigError(f"resume: {folder} was written by quiltgen {theirs} and this is {ours}; the same "
@@ -301,6 +302,8 @@ def record_start(state: runstate.RunState, settings: dict, root: Path, inputs: l
     ``settings`` without the keys the run derives (plan, per-class settings): what the config says."""
     samples = {"total": sum(counts), "per_class": dict(zip(classes, counts[:len(classes)], strict=True)),
                "per_split": split_counts(splits)}
+    names = [*classes, splitting.BACKGROUND][:len(counts)]
+    samples["per_class_split"] = {name: split_counts([names_of]) for name, names_of in zip(names, splits, strict=True)}
     if len(counts) > len(classes):
         samples["background_only"] = counts[-1]
     if settings["compose"]["blending"]["every"]:  # several images per sample
@@ -309,7 +312,9 @@ def record_start(state: runstate.RunState, settings: dict, root: Path, inputs: l
     if resuming:
         changed = changed_inputs(state.record.get("inputs", []), inputs)
         if changed:
-            raise InputError(f"resume: {len(changed)} input files differ from the run's ({', '.join(changed[:5])}"
+            verb = "differs" if len(changed) == 1 else "differ"
+            raise InputError(f"resume: {plural(len(changed), 'input file')} {verb} from the run's "
+                             f"({', '.join(changed[:5])}"
                              f"{', ...' if len(changed) > 5 else ''}); the same config would not give the same "
                              f"images: restore them or start a new run")
         state.save(status="running", pid=os.getpid(), resumed=[*state.record.get("resumed", []), runstate.now()])

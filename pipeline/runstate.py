@@ -217,13 +217,15 @@ def claim(folder: Path | str, resume: bool = False) -> RunState:
     folder = Path(folder).absolute()
     if folder in _HELD:
         return _HELD[folder]
+    if resume and not folder.is_dir():
+        raise ConfigError(f"resume: {folder} does not exist; give the folder of an interrupted run")
     fd = _lock(folder)
     try:
         record = read_run(folder)
         if resume:
             if record is None:
-                raise ConfigError(f"resume: {folder} holds no run.json, so it is not a quiltgen run folder to "
-                                  f"resume; give the folder of an interrupted run")
+                raise ConfigError(f"resume: {folder} holds no run.json, so it is not a quiltgen run folder; give "
+                                  f"the folder of an interrupted run")
         else:
             if record is not None and not _never_started(record) or \
                     any(os.path.lexists(folder / name) for name in LEGACY_ENTRIES):

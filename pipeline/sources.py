@@ -484,9 +484,9 @@ def bad_files_report(errors: list[str]) -> str:
     """Every bad input at once (up to a limit), so one rerun fixes them all."""
     shown = errors[:MAX_LISTED_ERRORS]
     more = f"\n  ... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
-    files = "file" if len(errors) == 1 else "files"
-    return (f"{len(errors)} bad input {files} (fix or remove them, or set input.on_bad_file=skip to skip them):\n  "
-            + "\n  ".join(shown) + more)
+    files, them = ("file", "it") if len(errors) == 1 else ("files", "them")
+    return (f"{len(errors)} bad input {files} (fix or remove {them}, or set input.on_bad_file=skip to skip "
+            f"{them}):\n  " + "\n  ".join(shown) + more)
 
 
 def fit_group(decoded: list[tuple[ObjectSource, dict]], augment: dict, key: str, settings: dict,
@@ -537,14 +537,18 @@ def assemble_bank(catalog: Catalog, jobs: list, results: list[dict], settings: d
         spec = repr([augment[k] for k in ("shear", "rotation", "flip")])
         return grids[spec] if spec in grids else grids.setdefault(spec, transform_grid(augment))
 
-    objects, smallest_areas = {}, []
+    objects, smallest_areas, unfit_objects = {}, [], []
     for class_idx, name in enumerate(catalog.classes):
         augment = settings["class_augment"][class_idx]
         objects[name], areas, unfit = fit_group(decoded[name], augment, _class_key(settings["augment"], name),
                                                 settings, grid_for(augment))
-        errors += unfit
-        catalog.skipped += unfit
+        unfit_objects += unfit
         smallest_areas += areas
+    if unfit_objects and not any(objects.values()):  # the settings are at fault, not the files
+        raise InputError(f"no photo can fit with these settings ({len(unfit_objects)} tried); the first: "
+                         f"{unfit_objects[0]}")
+    errors += unfit_objects
+    catalog.skipped += unfit_objects
     distractors, _, unfit = fit_group(decoded[""], settings["augment"], "augment", settings,
                                       grid_for(settings["augment"]))
     errors += unfit

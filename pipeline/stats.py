@@ -188,7 +188,9 @@ def compute(records: list[dict]) -> dict:
 
 def class_names(records: list[dict]) -> list[str]:
     """The run's classes in class-index order, from the records and their objects."""
-    found = {r["class_index"]: r["class"] for r in records if r.get("class") is not None and "class_index" in r}
+    # a background-only image (no object) names a pseudo class, not a class of the dataset
+    found = {r["class_index"]: r["class"] for r in records
+             if r.get("class") is not None and "class_index" in r and r["objects"]}
     found.update({o["class_index"]: o["class"] for r in records for o in r["objects"]})
     return [found[i] for i in sorted(found)]
 

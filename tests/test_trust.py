@@ -202,7 +202,7 @@ def test_resume_refuses_a_changed_config_or_input_and_other_overrides(tmp_path):
     photo = layout / "photo" / "cat" / "0.png"
     cv2.imwrite(str(photo), 255 - cv2.imread(str(photo)))
     changed = quiltgen(tmp_path, f"resume={out}", check=False)
-    assert changed.returncode == 1 and "1 input files differ from the run's (photo/cat/0.png (changed))" \
+    assert changed.returncode == 1 and "1 input file differs from the run's (photo/cat/0.png (changed))" \
         in changed.stderr
     assert status(out) == "failed" and not (out / "manifest.jsonl").exists() and journal_lines(out) >= 4
 
@@ -257,7 +257,8 @@ def test_run_json_records_versions_counts_and_every_input_with_its_sha256(tmp_pa
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "complete" and record["started"] <= record["ended"]
     assert set(record["versions"]) >= {"quiltgen", "python", "numpy", "opencv", "hydra", "joblib", "git_commit"}
-    assert record["samples"] == {"total": 10, "per_class": {"cat": 5, "dog": 5}, "per_split": {"train": 8, "val": 2}}
+    assert record["samples"] == {"total": 10, "per_class": {"cat": 5, "dog": 5}, "per_split": {"train": 8, "val": 2},
+                                 "per_class_split": {"cat": {"train": 4, "val": 1}, "dog": {"train": 4, "val": 1}}}
     files = sorted(p for p in inputs.rglob("*") if p.is_file())
     assert sorted(i["path"] for i in record["inputs"]) == sorted(p.relative_to(inputs).as_posix() for p in files)
     for item in record["inputs"]:
