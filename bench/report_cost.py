@@ -23,7 +23,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline import report, sources, stats  # noqa: E402
+from pipeline import report, runner, stats  # noqa: E402
+from pipeline.backends import parallel_backend  # noqa: E402
 
 
 def best(fn, repeats: int) -> tuple[float, float]:
@@ -46,10 +47,10 @@ def main() -> None:
     settings["input"]["root"] = str(args.input_root)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        catalog = sources.scan(args.input_root, settings["input"]["photo_dir"], settings["input"]["mask_dir"],
-                               settings["input"]["background_dir"], settings["input"]["distractor_dir"])
-        bank = sources.build_bank(catalog, work / "bank", settings)
-        records = report.read_manifest(args.run_dir)
+        catalog = runner.scan_inputs(settings)
+        with parallel_backend({"backend": "sequential", "n_jobs": 1}) as n_workers:
+            bank, _ = runner.build_bank(catalog, work / "bank", settings, n_workers)
+        records = list(report.read_manifest(args.run_dir))
         found = {"run": report.run_info(args.run_dir, settings, len(records), 10.0), **stats.compute(records)}
         code = ("import time; t, c = time.perf_counter(), time.process_time(); "
                 "import matplotlib.figure, matplotlib.backends.backend_agg; "
@@ -57,14 +58,14 @@ def main() -> None:
         imports = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True
                                   ).stdout.split() for _ in range(args.repeats)]
         pieces = {
-            "read manifest.jsonl": lambda: report.read_manifest(args.run_dir),
+            "read manifest.jsonl": lambda: list(report.read_manifest(args.run_dir)),
             "stats.compute": lambda: stats.compute(records),
             "import matplotlib (fresh interpreter)": None,
             "figures (matplotlib, Agg)": lambda: report.figures(found, None),
-            "contact sheet": lambda: report.contact_sheet(args.run_dir, records),
+            "contact sheet": lambda: report.contact_sheet(args.run_dir),
             "augmentation sheet": lambda: report.augmentation_sheet(bank, settings),
         }
-        parts = {"figures": report.figures(found, None), "contact": report.contact_sheet(args.run_dir, records),
+        parts = {"figures": report.figures(found, None), "contact": report.contact_sheet(args.run_dir),
                  "sheet": report.augmentation_sheet(bank, settings)}
         pieces["render_html"] = lambda: report.render_html(found, parts, settings)
         (work / "run").mkdir()

@@ -15,6 +15,7 @@ import re
 import shlex
 import string
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -189,15 +190,17 @@ def _image_ratio(image: Path) -> float:
         return img.width / img.height
 
 
-def reference_evaluation(records: list[dict], settings: dict) -> tuple[dict, dict]:
-    """(evaluation, overlay): distances, weights and score for stats.json, and both sides' histograms."""
+def reference_evaluation(records: Iterable[dict] | stats.Accumulator, settings: dict) -> tuple[dict, dict]:
+    """(evaluation, overlay): distances, weights and score for stats.json, and both sides' histograms.
+    ``records``: the run's records, or the ``stats.Accumulator`` that has read them."""
     evaluate = settings["evaluate"]
-    run = stats.records_labels(records)
-    real = load_reference(evaluate["reference"], stats.class_names(records))
+    gathered = records if isinstance(records, stats.Accumulator) else stats.Accumulator(records)
+    run, classes = gathered.labels(), gathered.class_names()
+    real = load_reference(evaluate["reference"], classes)
     unmatched = sorted(set(real.classes.tolist()) - set(run.classes.tolist()))
     if unmatched:
         log.warning("evaluate.reference: classes %s of %s are not among the run's classes %s (classes are matched "
-                    "by name)", unmatched[:5], evaluate["reference"], stats.class_names(records))
+                    "by name)", unmatched[:5], evaluate["reference"], classes)
     found = stats.distances(run, real)
     evaluation = {"kind": "reference", "reference": str(evaluate["reference"]), "direction": "maximize",
                   "score": stats.similarity(found, evaluate["weights"]), "distances": found,

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -36,9 +37,11 @@ COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
            "#8c8c8c"]
 
 
-def read_manifest(out_dir: Path) -> list[dict]:
+def read_manifest(out_dir: Path) -> Iterator[dict]:
+    """The manifest's records, one at a time: a 100k-image manifest is never held in memory."""
     with open(out_dir / "manifest.jsonl", "rb") as fh:
-        return [json.loads(line) for line in fh]
+        for line in fh:
+            yield json.loads(line)
 
 
 def run_info(out_dir: Path, settings: dict, samples: int, seconds: float) -> dict:
@@ -58,19 +61,19 @@ def report_run(out_dir: str | Path, settings: dict, bank: dict, seconds: float) 
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    records = read_manifest(out_dir)
-    result = {"run": run_info(out_dir, settings, len(records), seconds), **stats.compute(records)}
+    gathered = stats.Accumulator(read_manifest(out_dir))
+    result = {"run": run_info(out_dir, settings, gathered.images, seconds), **gathered.result()}
     evaluation = settings.get("evaluate")
     overlay, failure = None, None
     if evaluation and evaluation["kind"] == "reference":
         try:
-            result["evaluation"], overlay = evaluate.reference_evaluation(records, settings)
+            result["evaluation"], overlay = evaluate.reference_evaluation(gathered, settings)
         except QuiltgenError as err:
             failure = err
     parts = None
     if settings["output"]["report"]:
         try:
-            parts = render_parts(out_dir, records, result, overlay, settings, bank)
+            parts = render_parts(out_dir, result, overlay, settings, bank)
         except Exception as err:  # noqa: BLE001 - a plotting failure must not fail a finished dataset
             log.warning("report.html not written (%s: %s); the dataset and stats.json are complete",
                         type(err).__name__, err)
@@ -100,10 +103,9 @@ def _write(out_dir: Path, result: dict, parts: dict | None, settings: dict) -> N
 
 # ------------------------------------------------------------------------------------------------ pictures
 
-def render_parts(out_dir: Path, records: list[dict], result: dict, overlay: dict | None, settings: dict,
-                 bank: dict) -> dict:
+def render_parts(out_dir: Path, result: dict, overlay: dict | None, settings: dict, bank: dict) -> dict:
     """Everything drawn: plot PNGs, the contact sheet and the augmentation sheet (as data URIs)."""
-    return {"figures": figures(result, overlay), "contact": contact_sheet(out_dir, records),
+    return {"figures": figures(result, overlay), "contact": contact_sheet(out_dir),
             "sheet": augmentation_sheet(bank, settings)}
 
 
@@ -237,14 +239,31 @@ def _categories(ax, labels: list[str]) -> None:
                   fontsize=8)
 
 
-def contact_sheet(out_dir: Path, records: list[dict], count: int = CONTACT_IMAGES) -> list[tuple[str, str]]:
+def spread(out_dir: Path, count: int) -> tuple[list[dict], bool]:
+    """Up to ``count`` records spread evenly over the run, among those with a preview when there are any, and
+    whether they have one: two passes over the manifest, so only the chosen records are kept."""
+    total = previews = 0
+    for record in read_manifest(out_dir):
+        total += 1
+        previews += bool(record.get("preview"))
+    pool = previews or total
+    wanted = {round(i * (pool - 1) / max(1, min(count, pool) - 1)) for i in range(min(count, pool))}
+    chosen, n = [], 0
+    for record in read_manifest(out_dir):
+        if previews and not record.get("preview"):
+            continue
+        if n in wanted:
+            chosen.append(record)
+        n += 1
+    return chosen, bool(previews)
+
+
+def contact_sheet(out_dir: Path, count: int = CONTACT_IMAGES) -> list[tuple[str, str]]:
     """(caption, JPEG data URI) of up to ``count`` previews spread over the run; without previews, the images
     with their boxes drawn. Decoded at a reduced size straight from the JPEG (fast)."""
-    with_preview = [r for r in records if r.get("preview")]
-    pool = with_preview or records
-    n = min(count, len(pool))
+    chosen, with_preview = spread(out_dir, count)
     sheet = []
-    for record in (pool[round(i * (len(pool) - 1) / max(1, n - 1))] for i in range(n)):
+    for record in chosen:
         path = out_dir / (record["preview"] if with_preview else record["image"])
         width = record["width"] * (0.5 if with_preview else 1.0)  # about: previews are usually scaled down
         flag = next((f for f, k in ((cv2.IMREAD_REDUCED_COLOR_8, 8), (cv2.IMREAD_REDUCED_COLOR_4, 4),

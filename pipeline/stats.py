@@ -7,7 +7,9 @@ set of real labels (YOLO or COCO): relative boxes, classes and objects per image
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,15 +52,9 @@ def labels(classes, cx, cy, w, h, aspect, per_image) -> Labels:
                   as_float(aspect), np.asarray(per_image, np.int64).reshape(-1))
 
 
-def records_labels(records: list[dict]) -> Labels:
+def records_labels(records: Iterable[dict]) -> Labels:
     """The labelled boxes of a run's records (distractors are not labels)."""
-    objects = [(o, r["width"], r["height"]) for r in records for o in r["objects"]]
-    boxes = np.array([o["box"] for o, _, _ in objects], np.float64).reshape(-1, 4)
-    size = np.array([(width, height) for _, width, height in objects], np.float64).reshape(-1, 2)
-    w_px, h_px = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    return labels([o["class"] for o, _, _ in objects], (boxes[:, 0] + boxes[:, 2]) / 2 / size[:, 0],
-                  (boxes[:, 1] + boxes[:, 3]) / 2 / size[:, 1], w_px / size[:, 0], h_px / size[:, 1],
-                  w_px / np.maximum(h_px, 1e-9), [len(r["objects"]) for r in records])
+    return Accumulator(records).labels()
 
 
 # ------------------------------------------------------------------------------------------------ summaries
@@ -104,28 +100,6 @@ def _shares(counter: Counter, keys) -> dict:
     return {key: _round(counter[key] / total if total else 0.0, 4) for key in keys}
 
 
-def collect_values(dicts: list[dict], prefix: str, into: dict[str, list]) -> None:
-    """``into[prefix.key]``: the values of ``key`` over parameter dicts, nested dicts under their own prefix;
-    None is left out. Any new parameter shows up without changes here."""
-    for key in dict.fromkeys(k for d in dicts for k in d):
-        items = [v for v in (d.get(key) for d in dicts) if v is not None]
-        if items and all(type(v) is dict for v in items):
-            collect_values(items, f"{prefix}.{key}", into)
-        elif items:
-            into[f"{prefix}.{key}"] = items
-
-
-def as_numbers(items: list) -> np.ndarray | None:
-    """The values as one flat float array (bools as 0/1, lists flattened), or None if any is not a number."""
-    try:
-        return np.asarray(items, np.float64).reshape(-1)
-    except (TypeError, ValueError):  # strings, or lists of different lengths
-        flat = list(_flat(items))
-        if all(isinstance(v, int | float) for v in flat):
-            return np.asarray(flat, np.float64)
-        return None
-
-
 def _flat(items):
     for item in items:
         if isinstance(item, list | tuple):
@@ -134,77 +108,202 @@ def _flat(items):
             yield item
 
 
-def drawn_values(records: list[dict]) -> dict[str, dict]:
+NUMBER = bool | int | float
+
+
+class Values:
+    """The values drawn for one parameter: numbers in a compact array (lists flattened, bools as 0/1), anything
+    else counted as text."""
+
+    __slots__ = ("numbers", "others")
+
+    def __init__(self):
+        self.numbers, self.others = array("d"), Counter()
+
+    def add(self, value) -> None:
+        if isinstance(value, NUMBER):
+            self.numbers.append(float(value))
+            return
+        flat = list(_flat(value)) if isinstance(value, list | tuple) else None
+        if flat is not None and all(isinstance(v, NUMBER) for v in flat):
+            self.numbers.extend(float(v) for v in flat)
+        else:
+            self.others[str(value)] += 1
+
+    def result(self) -> dict | None:
+        if self.others:  # not a number: how often each value was drawn
+            counts = self.others + (Counter({"<number>": len(self.numbers)}) if self.numbers else Counter())
+            return {"n": sum(counts.values()), "values": dict(counts.most_common())}
+        values = np.frombuffer(self.numbers, np.float64)
+        if not values.size:
+            return None
+        return {**summary(values), "constant": bool(values.min() == values.max()), **histogram(values)}
+
+
+# The groups of drawn values, in the order they are reported.
+VALUE_GROUPS = ("image", "object", "object.blend")
+
+
+class Accumulator:
+    """A run's numbers, gathered record by record in compact arrays: memory stays small for any number of
+    records (a few hundred bytes per object), so a 100k-image manifest is read as a stream."""
+
+    def __init__(self, records: Iterable[dict] = ()):
+        self.images, self.dropped, self.distractors = 0, 0, 0
+        self.names: dict[int, str] = {}  # class index -> name
+        self.splits: dict[str, int] = {}  # split -> its number, in order of appearance
+        self.split_images, self.images_per_class = Counter(), Counter()
+        self.per_image: array = array("i")
+        self.blends, self.distractor_blends = Counter(), Counter()
+        self.values: dict[str, Values] = {}
+        self.object_columns = {key: array("d") for key in OBJECT_COLUMNS}
+        self.object_class, self.object_split = array("i"), array("i")
+        for record in records:
+            self.add(record)
+
+    def add(self, record: dict) -> None:
+        objects = record["objects"]
+        self.images += 1
+        split = self.splits.setdefault(record["split"], len(self.splits))
+        self.split_images[record["split"]] += 1
+        if objects and record.get("class") is not None and "class_index" in record:
+            self.names.setdefault(record["class_index"], record["class"])  # not a background-only pseudo class
+            self.images_per_class[record["class"]] += 1
+        self.per_image.append(len(objects))
+        self.dropped += int(record.get("dropped", 0))
+        distractors = record.get("distractors") or []
+        self.distractors += len(distractors)
+        self.distractor_blends.update(d["blend"]["method"] for d in distractors if d.get("blend"))
+        self.add_values(record)
+        columns, width, height = self.object_columns, float(record["width"]), float(record["height"])
+        for obj in objects:
+            self.names.setdefault(obj["class_index"], obj["class"])
+            self.object_class.append(obj["class_index"])
+            self.object_split.append(split)
+            x0, y0, x1, y1 = obj["box"]
+            for key, value in zip(OBJECT_COLUMNS, (x0, y0, x1, y1, width, height, obj.get("pixels", 0) or 0,
+                                                   obj["visible"], obj["truncated"], obj["occluded"]), strict=True):
+                columns[key].append(float(value))
+            if obj.get("blend"):
+                self.blends[obj["blend"]["method"]] += 1
+
+    def add_values(self, record: dict) -> None:
+        """The values drawn for the record: its image's and each object's augmentation and blending."""
+        self._collect("image", record.get("augment") or {})
+        for obj in record["objects"]:
+            self._collect("object", obj.get("augment") or {})
+            self._collect("object.blend", obj.get("blend") or {})
+
+    def _collect(self, prefix: str, params: dict) -> None:
+        """``prefix.key`` for every parameter, nested dicts under their own prefix; None is left out. Any new
+        parameter shows up without changes here."""
+        for key, value in params.items():
+            if value is None:
+                continue
+            if type(value) is dict:
+                self._collect(f"{prefix}.{key}", value)
+            else:
+                found = self.values.get(f"{prefix}.{key}")
+                if found is None:
+                    found = self.values[f"{prefix}.{key}"] = Values()
+                found.add(value)
+
+    # --- results
+
+    def class_names(self) -> list[str]:
+        return [self.names[i] for i in sorted(self.names)]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {key: np.frombuffer(values, np.float64) for key, values in self.object_columns.items()}
+
+    def object_names(self) -> np.ndarray:
+        names = np.array([self.names.get(i, "") for i in range(max(self.names, default=-1) + 1)], dtype=str)
+        return names[np.frombuffer(self.object_class, np.int32)] if len(self.object_class) else np.array([], str)
+
+    def labels(self) -> Labels:
+        c = self.columns()
+        w_px, h_px = c["x1"] - c["x0"], c["y1"] - c["y0"]
+        return labels(self.object_names(), (c["x0"] + c["x1"]) / 2 / c["width"], (c["y0"] + c["y1"]) / 2 / c["height"],
+                      w_px / c["width"], h_px / c["height"], w_px / np.maximum(h_px, 1e-9),
+                      np.frombuffer(self.per_image, np.int32))
+
+    def drawn_values(self) -> dict[str, dict]:
+        def group(key: str) -> int:  # image, object, object.blend (the longest that fits); first seen first
+            return max(i for i, name in enumerate(VALUE_GROUPS) if key.startswith(f"{name}."))
+
+        keys = sorted(self.values, key=group)
+        return {key: found for key in keys if (found := self.values[key].result()) is not None}
+
+    def result(self) -> dict:
+        """Counts, boxes, fractions, blending and drawn values of the run."""
+        classes = self.class_names()
+        splits = sorted(self.splits, key=lambda s: SPLIT_ORDER.get(s, len(SPLIT_ORDER)))
+        split_names = list(self.splits)
+        object_names = self.object_names()
+        object_splits = np.frombuffer(self.object_split, np.int32)
+        instances = {name: {split: 0 for split in splits} for name in classes}
+        for (name, split), n in Counter(zip(object_names.tolist(), object_splits.tolist(), strict=True)).items():
+            instances[name][split_names[split]] += n
+        for name in classes:
+            instances[name]["total"] = sum(instances[name].values())
+        instances["all"] = {split: sum(instances[n][split] for n in classes) for split in [*splits, "total"]}
+        per_image = Counter(np.frombuffer(self.per_image, np.int32).tolist())
+        counts = {
+            "images": self.images,
+            "objects": len(self.object_class),
+            "classes": classes,
+            "splits": splits,
+            "images_per_split": dict(self.split_images),
+            "images_per_class": {name: self.images_per_class[name] for name in classes},
+            "instances": instances,
+            "objects_per_image": {str(n): per_image[n] for n in range(max(per_image, default=0) + 1)},
+            "dropped": self.dropped,
+            "distractors": self.distractors,
+            "background_only": int(per_image[0]),
+        }
+        columns = self.columns()
+        return {"counts": counts, "boxes": box_stats(columns, object_names, classes),
+                "fractions": fraction_stats(columns),
+                "blend": {"objects": dict(self.blends.most_common()),
+                          "distractors": dict(self.distractor_blends.most_common())},
+                "augment": self.drawn_values()}
+
+
+
+OBJECT_COLUMNS = ("x0", "y0", "x1", "y1", "width", "height", "pixels", "visible", "truncated", "occluded")
+
+
+def drawn_values(records: Iterable[dict]) -> dict[str, dict]:
     """Every augmentation and blending value actually drawn: a histogram per numeric key, counts per other key.
 
     Keys: ``object.<param>`` (each labelled object's ``augment``), ``object.blend.<param>`` (its ``blend``),
     ``image.<param>`` (each record's ``augment``).
     """
-    objects = [o for r in records for o in r["objects"]]
-    collected: dict[str, list] = {}
-    collect_values([r.get("augment") or {} for r in records], "image", collected)
-    collect_values([o.get("augment") or {} for o in objects], "object", collected)
-    collect_values([o.get("blend") or {} for o in objects], "object.blend", collected)
-    result = {}
-    for key, items in collected.items():
-        values = as_numbers(items)
-        if values is None:
-            result[key] = {"n": len(items), "values": dict(Counter(map(str, items)).most_common())}
-        elif values.size:
-            result[key] = {**summary(values), "constant": bool(values.min() == values.max()), **histogram(values)}
-    return result
+    gathered = Accumulator()
+    for record in records:
+        gathered.add_values(record)
+    return gathered.drawn_values()
 
 
 # ------------------------------------------------------------------------------------------------ a run's stats
 
-def compute(records: list[dict]) -> dict:
+def compute(records: Iterable[dict]) -> dict:
     """Counts, boxes, fractions, blending and drawn values of a run, from its records (manifest order)."""
-    classes = class_names(records)
-    splits = sorted(dict.fromkeys(r["split"] for r in records), key=lambda s: SPLIT_ORDER.get(s, len(SPLIT_ORDER)))
-    objects = [(o, r) for r in records for o in r["objects"]]
-    per_image = Counter(len(r["objects"]) for r in records)
-    instances = {name: {split: 0 for split in splits} for name in classes}
-    for obj, record in objects:
-        instances[obj["class"]][record["split"]] += 1
-    for name in classes:
-        instances[name]["total"] = sum(instances[name].values())
-    instances["all"] = {split: sum(instances[n][split] for n in classes) for split in [*splits, "total"]}
-    counts = {
-        "images": len(records),
-        "objects": len(objects),
-        "classes": classes,
-        "splits": splits,
-        "images_per_split": dict(Counter(r["split"] for r in records)),
-        "images_per_class": {name: sum(r.get("class") == name for r in records) for name in classes},
-        "instances": instances,
-        "objects_per_image": {str(n): per_image[n] for n in range(max(per_image, default=0) + 1)},
-        "dropped": int(sum(r.get("dropped", 0) for r in records)),
-        "distractors": int(sum(len(r.get("distractors") or []) for r in records)),
-        "background_only": int(per_image[0]),
-    }
-    return {"counts": counts, "boxes": box_stats(objects, classes), "fractions": fraction_stats(objects),
-            "blend": blend_stats(records), "augment": drawn_values(records)}
+    return Accumulator(records).result()
 
 
-def class_names(records: list[dict]) -> list[str]:
-    """The run's classes in class-index order, from the records and their objects."""
-    # a background-only image (no object) names a pseudo class, not a class of the dataset
-    found = {r["class_index"]: r["class"] for r in records
-             if r.get("class") is not None and "class_index" in r and r["objects"]}
-    found.update({o["class_index"]: o["class"] for r in records for o in r["objects"]})
-    return [found[i] for i in sorted(found)]
+def class_names(records: Iterable[dict]) -> list[str]:
+    """The run's classes in class-index order, from the records and their objects (a background-only image
+    names a pseudo class, not a class of the dataset)."""
+    return Accumulator(records).class_names()
 
 
-def box_stats(objects: list[tuple[dict, dict]], classes: list[str]) -> dict:
+def box_stats(c: dict[str, np.ndarray], names: np.ndarray, classes: list[str]) -> dict:
     """Box sizes in pixels and relative to the image, aspect ratios, COCO size shares and centre heatmaps."""
-    boxes = np.array([o["box"] for o, _ in objects], np.float64).reshape(-1, 4)
-    image = np.array([(r["width"], r["height"]) for _, r in objects], np.float64).reshape(-1, 2)
-    names = np.array([o["class"] for o, _ in objects], dtype=str)
-    w_px, h_px = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    area = np.array([o.get("pixels", 0) or 0 for o, _ in objects], np.float64)
-    area = np.where(area > 0, area, w_px * h_px)  # COCO's size classes use the mask area, as its "area" field
-    rel_w, rel_h = w_px / image[:, 0], h_px / image[:, 1]
-    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2 / image[:, 0], (boxes[:, 1] + boxes[:, 3]) / 2 / image[:, 1]
+    w_px, h_px = c["x1"] - c["x0"], c["y1"] - c["y0"]
+    area = np.where(c["pixels"] > 0, c["pixels"], w_px * h_px)  # COCO's size classes use the mask area
+    rel_w, rel_h = w_px / c["width"], h_px / c["height"]
+    cx, cy = (c["x0"] + c["x1"]) / 2 / c["width"], (c["y0"] + c["y1"]) / 2 / c["height"]
     aspect = w_px / np.maximum(h_px, 1e-9)
     size = np.sqrt(rel_w * rel_h)
     result = {"per_class": {}, "size_histogram": {"edges": SIZE_EDGES.round(6).tolist(), "counts": {}},
@@ -224,18 +323,10 @@ def box_stats(objects: list[tuple[dict, dict]], classes: list[str]) -> dict:
     return result
 
 
-def fraction_stats(objects: list[tuple[dict, dict]]) -> dict:
+def fraction_stats(c: dict[str, np.ndarray]) -> dict:
     """Histograms of the visible, truncated and occluded fraction of every labelled object."""
-    return {key: {**histogram([o[key] for o, _ in objects], FRACTION_EDGES),
-                  "mean": _round(np.mean([o[key] for o, _ in objects]) if objects else 0.0, 4)}
+    return {key: {**histogram(c[key], FRACTION_EDGES), "mean": _round(c[key].mean() if c[key].size else 0.0, 4)}
             for key in ("visible", "truncated", "occluded")}
-
-
-def blend_stats(records: list[dict]) -> dict:
-    """How often each blending method was used, for labelled objects and for distractors."""
-    labelled = Counter(o["blend"]["method"] for r in records for o in r["objects"] if o.get("blend"))
-    distractors = Counter(d["blend"]["method"] for r in records for d in r.get("distractors") or [] if d.get("blend"))
-    return {"objects": dict(labelled.most_common()), "distractors": dict(distractors.most_common())}
 
 
 def instance_table(stats: dict) -> list[str]:

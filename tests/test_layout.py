@@ -149,3 +149,18 @@ def test_datumaro_imports_each_format_as_written_with_the_manifest_boxes(dataset
         expected = sorted((o["class"], [x0, y0, x1 - x0, y1 - y0]) for o in r["objects"]
                           for x0, y0, x1, y1 in [o["box"]])
         assert boxes == expected
+
+
+def test_datumaro_converts_the_coco_output_to_yolo_and_voc_with_the_same_boxes(dataset, tmp_path):
+    out, records = dataset
+    source = datumaro.Dataset.import_from(str(out), "coco")
+    for kind in ("yolo", "voc"):  # read back as datumaro writes them (its VOC export keeps 0-based pixels)
+        target = tmp_path / kind
+        source.export(str(target), kind, save_media=True, **({"label_map": "source"} if kind == "voc" else {}))
+        converted = datumaro.Dataset.import_from(str(target), kind)
+        assert len(converted) == len(records)
+        for r in records:
+            item = converted.get(r["name"], r["split"])
+            expected = sorted((o["class"], [x0, y0, x1 - x0, y1 - y0]) for o in r["objects"]
+                              for x0, y0, x1, y1 in [o["box"]])
+            assert sorted(label_boxes(converted, item)) == expected, (kind, r["name"])
