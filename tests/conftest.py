@@ -103,6 +103,21 @@ def generate(tmp_path):
     return _generate
 
 
+def fail_at(monkeypatch, class_idx: int, sample_idx: int):
+    """A fault injected mid-run: ``render_sample`` raises at one sample; returns the function that undoes it."""
+    from pipeline import render
+
+    real = render.render_sample
+
+    def failing(bank, settings, class_index, sample_index, *rest):
+        if (class_index, sample_index) == (class_idx, sample_idx):
+            raise RuntimeError("injected")
+        return real(bank, settings, class_index, sample_index, *rest)
+
+    monkeypatch.setattr(render, "render_sample", failing)
+    return lambda: monkeypatch.setattr(render, "render_sample", real)
+
+
 DASK_CLI = Path(sys.executable).parent / "dask"
 
 

@@ -15,7 +15,7 @@ import yaml
 from pipeline import render, splits
 from pipeline.errors import ConfigError, InputError, SampleError
 from pipeline.runner import run
-from tests.conftest import SMALL, make_config, make_layout, tree_digest
+from tests.conftest import SMALL, fail_at, make_config, make_layout, tree_digest
 
 THREE = ["output.splits.train=0.6", "output.splits.val=0.2", "+output.splits.test=0.2"]
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
@@ -231,19 +231,12 @@ def test_background_only_images_are_the_same_bytes_for_any_worker_count_and_resu
     run(make_config([*args, "workers.n_jobs=2", "workers.chunk_size=1"]), two)
     reference = tree_digest(background_run)
     assert tree_digest(two) == reference
-    real = render.render_sample
-
-    def fail_on_the_second_background_only_image(bank, settings, class_idx, sample_idx, *rest):
-        if (class_idx, sample_idx) == (3, 1):
-            raise RuntimeError("injected")
-        return real(bank, settings, class_idx, sample_idx, *rest)
-
     out = tmp_path / "stopped"
     quick = [*args, "workers.backend=sequential", "workers.chunk_size=1"]
-    monkeypatch.setattr(render, "render_sample", fail_on_the_second_background_only_image)
+    undo = fail_at(monkeypatch, 3, 1)  # the second background-only image
     with pytest.raises(SampleError, match="background-only image 1: RuntimeError: injected"):
         run(make_config(quick), out)
-    monkeypatch.setattr(render, "render_sample", real)
+    undo()
     journal = [json.loads(line) for line in (out / ".journal.jsonl").read_text().splitlines()]
     assert (3, 0) in {(r["class_index"], r["sample_index"]) for r in journal} and len(journal) == 10
     run(make_config([*quick, f"resume={out}"]), out)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from pipeline import render, stats
+from pipeline import stats
 from pipeline.errors import ConfigError, SampleError
 from pipeline.runner import run
-from tests.conftest import SMALL, make_config, make_layout, tree_digest
+from tests.conftest import SMALL, fail_at, make_config, make_layout, tree_digest
 
 # pycocotools' RLE decoder predates numpy 2's copy keyword (as in test_scenes.py)
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -140,18 +140,11 @@ def test_every_blending_gives_the_same_bytes_for_any_worker_count(tmp_path, inpu
 def test_a_resume_renders_a_torn_layout_again_and_gives_the_uninterrupted_tree(tmp_path, inputs, every_run,
                                                                                monkeypatch, caplog):
     args = [*SMALL, f"input.root={inputs}", *EVERY, "workers.backend=sequential", "workers.chunk_size=1"]
-    real = render.render_sample
-
-    def fail_on_the_second_dog(bank, settings, class_idx, sample_idx, *rest):
-        if (class_idx, sample_idx) == (1, 1):
-            raise RuntimeError("injected")
-        return real(bank, settings, class_idx, sample_idx, *rest)
-
     out = tmp_path / "stopped"
-    monkeypatch.setattr(render, "render_sample", fail_on_the_second_dog)
+    undo = fail_at(monkeypatch, 1, 1)  # the second dog
     with pytest.raises(SampleError, match="class 'dog', sample 1 .*RuntimeError: injected"):
         run(make_config(args), out)
-    monkeypatch.setattr(render, "render_sample", real)
+    undo()
     journal = out / ".journal.jsonl"
     lines = journal.read_text().splitlines(keepends=True)
     assert len(lines) == 16  # cat 0-2 and dog 0, four images each
