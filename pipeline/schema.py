@@ -548,11 +548,16 @@ def leaf_types(node: type = None, prefix: str = "") -> dict[str, tuple[type, boo
 
 
 NAMES = {int: "an integer", float: "a number", bool: "true or false"}
+MAPPING_EXAMPLES = {"output.splits": "{train: 0.8, val: 0.2}", "compose.class_weights": "{<class>: 2}",
+                    "augment.classes": "{<class>: {size: side_px, side_px: {min: 40, max: 80}}}",
+                    "evaluate.weights": "{classes: 0}"}
 
 
 def bad_value_message(path: str, value: str) -> str | None:
     """One line when a plain ``key=value`` override cannot be the key's type (instead of Hydra's several lines);
     None when it can, or when the value is more than a literal (a sweep list, an interpolation, quotes)."""
+    if schema_keys().get(path) and value.lstrip("+").startswith("["):
+        return f"{path}: maps names to values, not a list; e.g. {path}={MAPPING_EXAMPLES.get(path, '{name: value}')}"
     kind, nullable = leaf_types().get(path, (str, True))
     if kind is str or any(c in value for c in ",()[]{}$'\" ") or (nullable and value == "null"):
         return None

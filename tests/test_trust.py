@@ -297,7 +297,7 @@ def test_skip_also_skips_a_photo_that_cannot_fit(tmp_path, generate, caplog):
     assert (out / "manifest.jsonl").exists()
 
 
-@pytest.mark.parametrize("case", ["unwritable", "yaml", "typo", "tilde", "type", "preset", "removed"])
+@pytest.mark.parametrize("case", ["unwritable", "yaml", "typo", "tilde", "type", "preset", "removed", "mapping"])
 def test_command_line_errors_are_one_line(tmp_path, inputs, case):
     conf = tmp_path / "conf" / "experiment"
     conf.mkdir(parents=True)
@@ -308,7 +308,8 @@ def test_command_line_errors_are_one_line(tmp_path, inputs, case):
             "tilde": ["input.root=~/nowhere"],
             "type": ["samples.per_class=abc"],
             "preset": ["workers=lokky"],
-            "removed": ["augment.area.enabled=true"]}[case]
+            "removed": ["augment.area.enabled=true"],
+            "mapping": ["output.splits=[train]"]}[case]
     proc = quiltgen(tmp_path, *args, *QUICK, check=False, env={**os.environ, "HOME": str(tmp_path)})
     expected = {"unwritable": "quiltgen: error: hydra.run.dir: cannot write into /sys/quiltgen-run (",
                 "yaml": f"quiltgen: error: {conf / 'mine.yaml'}, line 3, column 6: invalid YAML: expected ',' or "
@@ -319,7 +320,9 @@ def test_command_line_errors_are_one_line(tmp_path, inputs, case):
                         "samples.per_class=10",
                 "preset": "quiltgen: error: workers=lokky: no such preset; the workers presets are dask, loky, ray",
                 "removed": "quiltgen: error: augment.area.enabled: unknown key; the size ranges have no switch: "
-                           "augment.size=area picks the unit"}[case]
+                           "augment.size=area picks the unit",
+                "mapping": "quiltgen: error: output.splits: maps names to values, not a list; e.g. "
+                           "output.splits={train: 0.8, val: 0.2}"}[case]
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith(expected) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert expected.removeprefix("quiltgen: error: ") not in proc.stdout  # printed once, not logged to the console
