@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import yaml
 
-from pipeline import augment, evaluate, sources, stats, writers
+from pipeline import augment, evaluate, runstate, sources, stats, writers
 from pipeline.errors import QuiltgenError
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,21 @@ def read_manifest(out_dir: Path) -> Iterator[dict]:
             yield json.loads(line)
 
 
+def _overrides(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    try:
+        return (yaml.safe_load(path.read_text()) or []) if path.is_file() else []
+    except (OSError, yaml.YAMLError):
+        return []
+
+
 def run_info(out_dir: Path, settings: dict, samples: int, seconds: float) -> dict:
-    """Seed, overrides (from Hydra's .hydra/overrides.yaml when there is one), time and throughput."""
-    overrides_file = out_dir / ".hydra" / "overrides.yaml"
-    overrides = (yaml.safe_load(overrides_file.read_text()) or []) if overrides_file.is_file() else []
-    return {"seed": settings["seed"], "overrides": overrides, "samples": samples, "seconds": round(seconds, 3),
+    """Seed, overrides (from Hydra's .hydra/overrides.yaml when there is one), time and throughput. A replay
+    (``-cp <run>/.hydra``) has no overrides of its own: it names the run it replays and gives that run's."""
+    replay_of = (runstate.read_run(out_dir) or {}).get("replay_of")
+    overrides = _overrides(out_dir) or (_overrides(Path(replay_of)) if replay_of else [])
+    return {"seed": settings["seed"], "overrides": overrides, "replay_of": replay_of, "samples": samples,
+            "seconds": round(seconds, 3),
             "samples_per_second": round(samples / seconds, 2) if seconds else 0.0,
             "finished": datetime.now().astimezone().isoformat(timespec="seconds")}
 
@@ -397,6 +407,11 @@ code,pre{background:#f6f6f6}pre{padding:.5em;overflow:auto;max-height:30em}
 """
 
 
+def _overrides_cell(run: dict) -> str:
+    overrides = " ".join(run["overrides"]) or "(none)"
+    return f"replay of {run['replay_of']}: {overrides}" if run.get("replay_of") else overrides
+
+
 def render_html(result: dict, parts: dict, settings: dict) -> str:
     """The report page: sections of tables and embedded pictures; no script, no external reference."""
     run, counts, boxes = result["run"], result["counts"], result["boxes"]
@@ -408,7 +423,7 @@ def render_html(result: dict, parts: dict, settings: dict) -> str:
            f"<h1>quiltgen run: {counts['images']} images, {counts['objects']} objects, "
            f"{len(counts['classes'])} classes</h1>",
            _table(["seed", "overrides", "dataset time", "throughput", "finished"],
-                  [[run["seed"], " ".join(run["overrides"]) or "(none)", f"{run['seconds']:.1f} s",
+                  [[run["seed"], _overrides_cell(run), f"{run['seconds']:.1f} s",
                     f"{run['samples_per_second']:.1f} samples/s", run["finished"]]])]
     if "evaluation" in result:
         out += _evaluation(result["evaluation"], figures)

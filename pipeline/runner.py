@@ -225,6 +225,7 @@ def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Pa
             log_plan(bank, counts, catalog, splits, settings)
             record_start(state, config, catalog.root, inputs, catalog.classes, counts, splits, resuming)
             if replay_of is not None:
+                state.save(replay_of=str(replay_of))
                 warn_changed_inputs(replay_of, inputs)
             total = _generate(state, bank, settings, counts, splits, sample_sources, n_workers)
         finally:

@@ -174,6 +174,8 @@ def test_replay_from_the_frozen_config_gives_the_same_bytes(tmp_path, inputs):
         assert tree_digest(out) == tree_digest(first), name  # never the demo set, never seed 0
         assert (out / "quiltgen.log").exists() and status(out) == "complete"
         assert "changed since that run" not in proc.stdout
+        replayed = json.loads((out / "stats.json").read_text())["run"]  # the report names the run and its overrides
+        assert replayed["replay_of"] == str(first) and "seed=9" in replayed["overrides"]
     cv2.imwrite(str(inputs / "back" / "extra.jpg"), np.full((240, 320, 3), 30, np.uint8))
     try:
         proc = quiltgen(tmp_path, "-cp", str(first / ".hydra"), f"hydra.run.dir={tmp_path / 'changed'}")
