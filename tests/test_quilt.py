@@ -100,6 +100,16 @@ def test_a_window_that_cannot_move_is_mirrored_rather_than_repeated():
         assert not np.array_equal(a, b)
 
 
+def test_windows_that_can_barely_move_under_faded_seams_are_mirrored_too():
+    """Faded seams grow each rect, so one level a little larger than the rects leaves a few px of play: such
+    near-repeats of a window are mirrored like exact repeats, not painted the same way round four times."""
+    rects = quilt.paint_rects(1920, 1080, 2, 2, 8)
+    assert max(x1 - x0 for x0, _, x1, _ in rects) == 964
+    for seed in range(5):
+        tiles = quilt.sample_tiles(np.random.default_rng(seed), rects, [[(970, 546)]])
+        assert sorted(t["flip"] for t in tiles) == sorted(quilt.FLIPS)
+
+
 @pytest.mark.parametrize("fade", [1, 6, 9])
 def test_faded_seams_ramp_linearly_between_flat_tiles(fade):
     """Flat colours per tile: away from seams each cell is its colour; across a seam the value goes linearly
