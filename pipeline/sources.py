@@ -176,8 +176,20 @@ FULL_FRAME = 0.99
 STRAY_GREY = 0.02
 
 
-def stray_grey_pixels(levels: np.ndarray) -> tuple[int, int]:
-    """(grey pixels more than 4 px from the mask outline, pixels on the outline) of a mask's 0-255 levels.
+# A mask whose object pixels are mostly below this level shows the object in colour (or grey) on black, as the
+# original script's photo_copy masks may: its greys are the object's, not compression's.
+WHITE = 224
+
+
+def is_colour_mask(levels: np.ndarray, threshold: int) -> bool:
+    """Whether a mask's 0-255 levels show the object in colour on black rather than white on black."""
+    on = levels > threshold
+    return np.count_nonzero(levels[on] >= WHITE) < np.count_nonzero(on) / 2
+
+
+def stray_grey_pixels(levels: np.ndarray) -> tuple[np.ndarray, int]:
+    """(the levels of the grey pixels more than 4 px from the mask outline, the number of pixels on the outline)
+    of a mask's 0-255 levels.
 
     The outline is that of the mask thresholded at 128; grey means neither 0 nor 255.
     """
@@ -187,7 +199,7 @@ def stray_grey_pixels(levels: np.ndarray) -> tuple[int, int]:
     near = cv2.dilate(solid, square, borderType=cv2.BORDER_REPLICATE) != cv2.erode(solid, square,
                                                                                  borderType=cv2.BORDER_REPLICATE)
     grey = (levels > 0) & (levels < 255) & ~near
-    return int(np.count_nonzero(grey)), int(cv2.countNonZero(outline))
+    return levels[grey], int(cv2.countNonZero(outline))
 
 
 def decode_object(source: ObjectSource, threshold: int) -> tuple[np.ndarray, list[str]]:
@@ -210,15 +222,17 @@ def decode_object(source: ObjectSource, threshold: int) -> tuple[np.ndarray, lis
             raise InputError(f"{source.mask}: mask is {mask_img.shape[1]}x{mask_img.shape[0]} but its photo "
                              f"{source.photo.name} is {photo.shape[1]}x{photo.shape[0]}; they must match")
         levels = mask_img.max(axis=2)
-        stray, outline = stray_grey_pixels(levels)
-        damaged = stray > STRAY_GREY * max(outline, 1)
         if _is_jpeg(source.mask):
-            warnings.append(f"{source.mask}: mask stored as JPEG; compression blurs its edges and leaves grey "
-                            f"specks ({stray} px away from the outline) that can grow the box; save masks as PNG")
-        elif damaged:
-            warnings.append(f"{source.mask}: {stray} grey pixels lie away from the mask's outline, as JPEG "
-                            f"compression leaves; those above input.mask_threshold={threshold} become specks of "
-                            f"the object; save the mask from its source as a black-and-white PNG")
+            warnings.append(f"{source.mask}: mask stored as JPEG; compression blurs its edges and leaves faint "
+                            f"specks that can grow the box; save masks as PNG")
+        elif not is_colour_mask(levels, threshold):
+            stray, outline = stray_grey_pixels(levels)
+            specks = int(np.count_nonzero(stray > threshold))  # below the threshold they do no harm
+            if stray.size > STRAY_GREY * max(outline, 1) and specks:
+                warnings.append(f"{source.mask}: {stray.size} grey pixels lie more than 4 px from the mask's "
+                                f"outline, as JPEG compression leaves; the {specks} above "
+                                f"input.mask_threshold={threshold} become specks of the object; save the mask from "
+                                f"its source as a black-and-white PNG")
         mask = levels > threshold
     elif photo.shape[2] == 4:
         alpha = photo[:, :, 3]

@@ -49,7 +49,14 @@ def test_each_doubtful_file_gets_one_warning_naming_it(tmp_path):
     # the same JPEG-damaged pixels saved again as PNG: the grey specks give it away
     damaged = write(tmp_path / "damaged.png", cv2.imread(str(jpeg_mask)))
     (warning,) = warnings_for(photo, damaged)
-    assert warning.startswith(f"{damaged}: ") and "grey pixels lie away from the mask's outline" in warning
+    assert warning.startswith(f"{damaged}: ") and "grey pixels lie more than 4 px from the mask's outline" in warning
+    levels = cv2.imread(str(damaged), cv2.IMREAD_GRAYSCALE)
+    far = cv2.dilate(disc(), np.ones((9, 9), np.uint8)) == cv2.erode(disc(), np.ones((9, 9), np.uint8))
+    assert f"; the {np.count_nonzero(far & (levels > 8) & (levels < 255))} above input.mask_threshold=8 " in warning
+
+    # a mask showing the object in colour on black (the original script's photo_copy): its greys are the object's
+    in_colour = write(tmp_path / "colour.png", textured() * (disc()[:, :, None] > 0))
+    assert warnings_for(photo, in_colour) == []
 
     # an all-white mask: not a cut-out
     full = write(tmp_path / "full.png", np.full((60, 60, 3), 255, np.uint8))
