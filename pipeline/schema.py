@@ -547,6 +547,41 @@ def leaf_types(node: type = None, prefix: str = "") -> dict[str, tuple[type, boo
     return found
 
 
+def container_keys(node: type = None, prefix: str = "") -> dict[str, tuple[str, bool]]:
+    """Every key of the schema that holds several values -> (its kind: "list", "mapping" (free-form names),
+    "group" (fixed sub-keys) or "switch" (a group with an ``enabled`` key); whether null is allowed)."""
+    node = node or QuiltgenConfig
+    kinds = {}
+    for name, hint in get_type_hints(node).items():
+        path, candidates, nullable = f"{prefix}{name}", [hint, *get_args(hint)], type(None) in get_args(hint)
+        nested = [arg for arg in candidates if is_dataclass(arg)]
+        if nested:
+            kinds[path] = ("switch" if "enabled" in get_type_hints(nested[0]) else "group", nullable)
+            kinds.update(container_keys(nested[0], f"{path}."))
+        elif any(get_origin(arg) is list for arg in candidates):
+            kinds[path] = ("list", nullable)
+        elif any(get_origin(arg) is dict for arg in candidates):
+            kinds[path] = ("mapping", nullable)
+    return kinds
+
+
+def _container_message(path: str, value: str) -> str | None:
+    """One line when a plain value is given to a key that holds several (a list, a mapping, a group)."""
+    kind, nullable = container_keys().get(path, (None, True))
+    examples = {"list": f"{path}=[{value if value != 'null' else ''}]",
+                "mapping": f"{path}={MAPPING_EXAMPLES.get(path, '{name: value}')}",
+                "switch": f"{path}.enabled={value if value in ('true', 'false') else 'false'}"}
+    example = f"e.g. {examples[kind]}" if kind in examples else "`quiltgen --cfg job` lists its keys"
+    if kind and value == "null" and not nullable:
+        return f"{path}: cannot be null; {example}"
+    if kind == "mapping" and value.startswith("["):
+        return f"{path}: maps names to values, not a list; {example}"
+    if kind and kind != "mapping" and not any(c in value for c in ",()[]{}$'\" ") and value != "null":
+        what = "a list" if kind == "list" else "a group of settings"
+        return f"{path}: {what}, not one value; {example}"
+    return None
+
+
 NAMES = {int: "an integer", float: "a number", bool: "true or false"}
 MAPPING_EXAMPLES = {"output.splits": "{train: 0.8, val: 0.2}", "compose.class_weights": "{<class>: 2}",
                     "augment.classes": "{<class>: {size: side_px, side_px: {min: 40, max: 80}}}",
@@ -556,8 +591,8 @@ MAPPING_EXAMPLES = {"output.splits": "{train: 0.8, val: 0.2}", "compose.class_we
 def bad_value_message(path: str, value: str) -> str | None:
     """One line when a plain ``key=value`` override cannot be the key's type (instead of Hydra's several lines);
     None when it can, or when the value is more than a literal (a sweep list, an interpolation, quotes)."""
-    if schema_keys().get(path) and value.lstrip("+").startswith("["):
-        return f"{path}: maps names to values, not a list; e.g. {path}={MAPPING_EXAMPLES.get(path, '{name: value}')}"
+    if path in container_keys():
+        return _container_message(path, value)
     kind, nullable = leaf_types().get(path, (str, True))
     if kind is str or any(c in value for c in ",()[]{}$'\" ") or (nullable and value == "null"):
         return None

@@ -132,3 +132,29 @@ def test_plain_split_names_pass_and_no_formats_warns_that_only_images_are_writte
     make_config(["output.formats=[]"])
     assert ("output.formats is empty: only the images, previews and manifest.jsonl are written, no annotation "
             "files; list formats to get them, e.g. output.formats=[coco,yolo]") in caplog.text
+
+
+@pytest.mark.parametrize("override, message", [
+    ("output.formats=coco", "output.formats: a list, not one value; e.g. output.formats=[coco]"),
+    ("compose.blending.every=null", "compose.blending.every: cannot be null; e.g. compose.blending.every=[]"),
+    ("augment.shadow=true", "augment.shadow: a group of settings, not one value; e.g. augment.shadow.enabled=true"),
+    ("compose.objects=3", "compose.objects: a group of settings, not one value; `quiltgen --cfg job` lists its keys"),
+    ("output.splits=[train]", "output.splits: maps names to values, not a list; e.g. output.splits={train: 0.8, "
+                              "val: 0.2}"),
+])
+def test_a_plain_value_for_a_list_mapping_or_group_is_one_line_with_an_example(override, message):
+    """Hydra says "Error merging override" in four lines without a fix; each example given must compose."""
+    from pipeline.cli import check_override_keys
+    from tests.conftest import config_dir
+
+    with pytest.raises(ConfigError) as err:
+        check_override_keys([override], config_dir())
+    assert str(err.value) == message
+    with pytest.raises(ConfigCompositionException):
+        compose_cfg([override])  # what Hydra alone would do
+    example = message.split("e.g. ")[-1]
+    if "=" in example:
+        check_override_keys([example], config_dir())
+        compose_cfg([example])
+    check_override_keys(["output.formats=[coco]", "augment.shadow.enabled=true", "-m", "output.formats=[a],[b]"],
+                        config_dir())
