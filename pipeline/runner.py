@@ -233,8 +233,9 @@ def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Pa
     elapsed = time.perf_counter() - started
     summary = {"samples": total, "classes": len(catalog.classes), "seconds": round(elapsed, 3),
                "samples_per_second": round(total / elapsed, 2) if elapsed else 0.0, "out_dir": str(out_dir)}
-    log.info("wrote %s of %s in %.1f s (%.1f samples/s) to %s", plural(total, "sample"),
-             plural(len(catalog.classes), "class", "es"), elapsed, summary["samples_per_second"], out_dir)
+    noun = counted_unit(settings)
+    log.info("wrote %s of %s in %.1f s (%.1f %ss/s) to %s", plural(total, noun),
+             plural(len(catalog.classes), "class", "es"), elapsed, summary["samples_per_second"], noun, out_dir)
     summary.update(report.report_run(out_dir, settings, bank, elapsed))  # stats.json, report.html, score
     if summary.get("score") is not None:
         state.save(score=summary["score"])
@@ -277,7 +278,7 @@ def log_plan(bank: dict, counts: list[int], catalog: sources.Catalog, splits: li
 def log_splits(bank: dict, splits: list[list[str]], settings: dict) -> None:
     """Warn of every split that gets no image; with output.split_by, say which input files each split has."""
     out, plan = settings["output"], settings["plan"]
-    per_split = split_counts(splits)
+    per_split = split_counts(splits, images_per_layout(settings, len(bank["classes"]), len(splits)))
     for name in splitting.active_splits(out["splits"]):
         if not per_split.get(name):
             log.warning("output.splits.%s=%g: split %s is empty, no image was assigned to it; make more images "
@@ -389,7 +390,7 @@ def _generate(state: runstate.RunState, bank: dict, settings: dict, counts: list
     if done:
         log.info("resume: %s of %s already done; rendering the other %d", plural(len(done), "image"),
                  len(keys), rendering)
-    log.info("%s in %s on %s", plural(rendering, "sample"), plural(len(tasks), "task"),
+    log.info("%s in %s on %s", plural(rendering, counted_unit(settings)), plural(len(tasks), "task"),
              plural(n_workers, f"{workers['backend']} worker"))
     for name in output_dirs(out):
         (out_dir / name).mkdir(parents=True, exist_ok=True)
@@ -471,7 +472,7 @@ def dry_run(settings: dict) -> dict:
     per_layout = images_per_layout(settings, len(bank["classes"]), len(counts))
     per_split, objects = split_counts(splits, per_layout), settings["compose"]["objects"]
     total = sum(per_split.values())
-    noun = "image" if settings["compose"]["blending"]["every"] else "sample"  # several images per sample
+    noun = counted_unit(settings)
     log.info("dry run: %s (%s), %d-%d objects each, about %.1f MiB on disk (%.0f KiB per %s, measured on "
              "one sample per class); no dataset was written", plural(total, noun),
              ", ".join(f"{name} {n}" for name, n in per_split.items()), objects["min"], objects["max"],
@@ -479,6 +480,11 @@ def dry_run(settings: dict) -> dict:
     return {"samples": 0, "planned": total, "per_split": per_split, "classes": len(catalog.classes),
             "estimated_bytes": int(total * per_sample), "seconds": round(time.perf_counter() - started, 3),
             "samples_per_second": 0.0, "dry_run": True}
+
+
+def counted_unit(settings: dict) -> str:
+    """What the log counts: samples (layouts), or images when each sample gives several (blending.every)."""
+    return "image" if settings["compose"]["blending"]["every"] else "sample"
 
 
 def disk_use(folder: Path, files: dict[str, int]) -> int:

@@ -131,10 +131,13 @@ def test_versions_differ_only_where_objects_are(every_run):
     assert far > 0.2 * 6 * 320 * 240  # the check has room to fail
 
 
-def test_every_blending_gives_the_same_bytes_for_any_worker_count(tmp_path, inputs, every_run):
+def test_every_blending_gives_the_same_bytes_for_any_worker_count(tmp_path, inputs, every_run, caplog):
     two = tmp_path / "two"
+    caplog.set_level("INFO", logger="pipeline.runner")
     run(make_config([*SMALL, f"input.root={inputs}", *EVERY, "workers.n_jobs=2", "workers.chunk_size=1"]), two)
     assert tree_digest(two) == tree_digest(every_run)
+    records = manifest(two)  # the log counts images, not layouts, wherever it counts what is written
+    assert f"{len(records)} images in " in caplog.text and f"wrote {len(records)} images of 2 classes" in caplog.text
 
 
 def test_a_resume_renders_a_torn_layout_again_and_gives_the_uninterrupted_tree(tmp_path, inputs, every_run,
