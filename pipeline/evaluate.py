@@ -47,6 +47,8 @@ def load_reference(path: str | Path, run_classes: list[str]) -> stats.Labels:
     key = "evaluate.reference"
     if not path.exists():
         raise ConfigError(f"{key}: {path} does not exist; give a COCO json, a YOLO data.yaml or a YOLO labels folder")
+    if path.is_dir():
+        check_reference_folder(path)
     try:
         if path.is_dir():
             found = _yolo_folder(path, {i: name for i, name in enumerate(run_classes)})
@@ -63,6 +65,19 @@ def load_reference(path: str | Path, run_classes: list[str]) -> stats.Labels:
     if found.classes.size == 0:
         raise ConfigError(f"{key}: {path} holds no boxes; point it at the labels of your real images")
     return found
+
+
+def check_reference_folder(folder: Path) -> None:
+    """A folder given as the reference must hold YOLO labels: say what to give instead for a dataset's root
+    (its data.yaml) or a Pascal VOC folder, which is not read."""
+    key = "evaluate.reference"
+    for data_yaml in (folder / "data.yaml", folder / "yolo" / "data.yaml"):
+        if data_yaml.is_file():
+            raise ConfigError(f"{key}: {folder} is a dataset folder; give its {data_yaml} (the class names are there)")
+    if (folder / "Annotations").is_dir() or (folder / "ImageSets").is_dir() or \
+            (next(folder.rglob("*.xml"), None) and not next(folder.rglob("*.txt"), None)):
+        raise ConfigError(f"{key}: {folder} looks like Pascal VOC, which is not read as a reference; give a COCO "
+                          f"json, a YOLO data.yaml or a YOLO labels folder (e.g. convert it with datumaro)")
 
 
 def _coco(path: Path) -> stats.Labels:

@@ -119,6 +119,14 @@ def test_reference_errors_name_the_key_and_the_file(tmp_path):
         make_config(["evaluate=reference"])
 
 
+def test_a_dataset_root_or_a_voc_folder_as_reference_says_what_to_give(real):
+    with pytest.raises(ConfigError, match=rf"^evaluate.reference: {real} is a dataset folder; give its "
+                                          rf"{real / 'yolo' / 'data.yaml'} \(the class names are there\)$"):
+        evaluate.load_reference(real, ["cat", "dog"])
+    with pytest.raises(ConfigError, match=r"^evaluate.reference: .*/voc looks like Pascal VOC, which is not read"):
+        evaluate.load_reference(real / "voc", ["cat", "dog"])
+
+
 def command(*args: str) -> str:
     """evaluate.command=... as an override (quoted: the placeholders' braces would read as a dict)."""
     return "evaluate.command='" + " ".join([sys.executable, str(SCORER), *args]) + "'"
