@@ -7,6 +7,7 @@ config file, a misspelt key, a ``~`` in a path. ``hydra_main`` validates the com
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -23,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
 
 from pipeline import cli, runstate, sweep
-from pipeline.errors import QuiltgenError
+from pipeline.errors import ConfigError, QuiltgenError
 from pipeline.evaluate import EvaluationError
 from pipeline.runner import run
 from pipeline.schema import register_configs, validate
@@ -79,7 +80,8 @@ class RunDirClaim(Callback):
                     config.hydra.output_subdir = None  # the run's own .hydra/ stays as it was
                     runstate.claim(folder, resume=True)
                     return
-            runstate.claim(Path(str(config.hydra.run.dir)))
+            state = runstate.claim(Path(str(config.hydra.run.dir)))
+            check_free_space(state)
         except QuiltgenError as err:
             raise fail(str(err)) from None
 
@@ -92,6 +94,21 @@ class RunDirClaim(Callback):
             raise fail(str(err)) from None
 
 
+# Less free space than this in a new run's folder is a full disk: Hydra could not even write .hydra/ there
+# (and would fail with a traceback).
+MIN_FREE = 2**20
+
+
+def check_free_space(state: runstate.RunState) -> None:
+    free = shutil.disk_usage(state.folder).free
+    if free < MIN_FREE:
+        message = (f"hydra.run.dir: {state.folder} has {free // 1024} KiB free, too little to start a run; free "
+                   f"some space or choose another folder")
+        with contextlib.suppress(OSError):
+            runstate.fail_unstarted(state.folder, message)
+        raise ConfigError(message)
+
+
 def task_part(config: DictConfig) -> DictConfig:
     """The composed config without its ``hydra`` node: what the task function will receive."""
     task = copy.deepcopy(config)
@@ -102,8 +119,10 @@ def task_part(config: DictConfig) -> DictConfig:
 
 def _stopped(how: str, status: int, out_dir: str) -> SystemExit:
     record = runstate.read_run(Path(out_dir))
-    if record is None or "config_hash" not in record:
+    if record is None:
         message = f"{how}: nothing was kept"
+    elif "config_hash" not in record:
+        message = f"{how} before anything was rendered; start again with: {runstate.resume_command(out_dir)}"
     elif record.get("status") == "complete":  # stopped in the report or the evaluation, after the dataset
         message = f"{how}: the dataset in {out_dir} is complete; its report or evaluation did not finish"
     else:

@@ -15,3 +15,8 @@ class InputError(QuiltgenError, ValueError):
 
 class SampleError(QuiltgenError, RuntimeError):
     """A sample could not be made."""
+
+
+class ResumeRefused(QuiltgenError, ValueError):
+    """A resume that would not give the run's images (changed config, version or inputs): the run's record is
+    left as it was."""

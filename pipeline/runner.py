@@ -30,7 +30,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from pipeline import demo, evaluate, report, runstate, sources, worker, writers
 from pipeline import splits as splitting
 from pipeline.backends import parallel_backend
-from pipeline.errors import ConfigError, InputError, QuiltgenError, SampleError
+from pipeline.errors import ConfigError, InputError, QuiltgenError, ResumeRefused, SampleError
 from pipeline.formats import DatasetWriters
 from pipeline.render import blend_versions, render_task
 from pipeline.schema import QuiltgenConfig, augment_per_class
@@ -113,7 +113,10 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path, replay_of: Path | None = None)
             previous = check_resumable(state, settings)
             if previous is not None:
                 return previous
-        summary = _run(state, settings, started, replay_of)
+            resuming = "config_hash" in state.record  # else it stopped before it began: it starts from scratch
+        summary = _run(state, settings, started, replay_of, resuming)
+    except ResumeRefused:
+        raise
     except KeyboardInterrupt:
         state.finish("interrupted", "interrupted (Ctrl-C)")
         raise
@@ -132,19 +135,25 @@ def check_resumable(state: runstate.RunState, settings: dict) -> dict | None:
     """Refuse a resume whose config or quiltgen version differs from the run's; None if there is work left,
     else the summary of the already complete run."""
     record, folder = state.record, state.folder
+    if runstate.never_started(record):
+        log.info("resume: %s stopped before its inputs were checked (%s), so nothing of it was kept: the run "
+                 "starts from the beginning", folder, record.get("error") or record["status"])
+        state.record.clear()
+        state.save(status="running", pid=os.getpid(), started=runstate.now())
+        return None
     if "config_hash" not in record:
-        raise ConfigError(f"resume: {folder}/run.json has no config hash: the run stopped before its inputs were "
-                          f"checked, so nothing of it can be kept; delete the folder and start the run again")
+        raise ResumeRefused(f"resume: {folder}/run.json is unreadable or incomplete, so what the folder holds cannot "
+                          f"be checked; delete the folder and start the run again")
     identity = runstate.config_identity(settings)
     if runstate.config_hash(identity) != record["config_hash"]:
         differences = runstate.config_differences(record.get("config", {}), identity)
-        raise ConfigError(f"resume: the config differs from the one {folder} was started with "
+        raise ResumeRefused(f"resume: the config differs from the one {folder} was started with "
                           f"({'; '.join(differences[:5]) or 'see run.json'}): its .hydra/config.yaml was edited, or "
                           f"an override was given; a resume needs the run's own config (only workers.* may "
                           f"change), else start a new run")
     ours, theirs = runstate.versions()["quiltgen"], record.get("versions", {}).get("quiltgen")
     if ours != theirs:
-        raise ConfigError(f"resume: {folder} was written by quiltgen {theirs} and this is {ours}; the same "
+        raise ResumeRefused(f"resume: {folder} was written by quiltgen {theirs} and this is {ours}; the same "
                           f"config may not give the same images, so finish it with quiltgen {theirs} or start "
                           f"a new run")
     if record.get("status") == "complete" and (folder / "manifest.jsonl").exists():
@@ -211,12 +220,14 @@ def images_per_layout(settings: dict, n_classes: int, n_counts: int) -> list[int
     return [len(blend_versions(settings["compose"]["blending"], c == n_classes)) for c in range(n_counts)]
 
 
-def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Path | None) -> dict:
-    out_dir, resuming = state.folder, settings["resume"] is not None
+def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Path | None, resuming: bool) -> dict:
+    out_dir = state.folder
     config = dict(settings)  # before the run adds its derived keys
     catalog = scan_inputs(settings)
-    if resuming:
+    if settings["resume"] is not None:
         clear_leftovers(out_dir)
+    for bank in out_dir.glob(".bank-*"):  # a run that died while decoding its inputs: the folder is ours now
+        shutil.rmtree(bank, ignore_errors=True)
     bank_dir = out_dir / f".bank-{uuid.uuid4().hex[:8]}"
     with parallel_backend(settings["workers"]) as n_workers:
         try:
@@ -248,12 +259,22 @@ def build_bank(catalog: sources.Catalog, bank_dir: Path, settings: dict, n_worke
     jobs = sources.decode_jobs(catalog, bank_dir, settings)
     pid = settings["plan"]["parent_pid"]
     calls = (delayed(worker.call)(pid, function, *args) for _, _, function, args in jobs)
-    with _stopping_workers(_results(calls, n_workers, ordered=True)) as stream, logging_redirect_tqdm(), \
-            tqdm(total=len(jobs), unit="file", desc="inputs", disable=None, dynamic_ncols=True, leave=False) as bar:
-        results = []
-        for result in stream:
-            results.append(result)
-            bar.update()
+    results, out_dir = [], bank_dir.parent
+    try:
+        with _stopping_workers(_results(calls, n_workers, ordered=True)) as stream, logging_redirect_tqdm(), \
+                tqdm(total=len(jobs), unit="file", desc="inputs", disable=None, dynamic_ncols=True,
+                     leave=False) as bar:
+            for result in stream:
+                results.append(result)
+                bar.update()
+    except TerminatedWorkerError:
+        raise SampleError(f"a worker process died while decoding the inputs (killed, or out of memory); nothing was "
+                          f"rendered yet: start again with {runstate.resume_command(out_dir)}, with fewer workers "
+                          f"(workers.n_jobs) if memory is short") from None
+    except OSError as err:  # the bank's .npy files (numpy's short write has no errno) or an input read
+        if err.filename is not None and not str(err.filename).startswith(str(out_dir)):
+            raise InputError(f"{err.filename}: cannot read it ({err.strerror or err})") from None
+        raise SampleError(writers.write_failure(err, out_dir)) from None
     return sources.assemble_bank(catalog, jobs, results, settings)
 
 
@@ -315,7 +336,7 @@ def record_start(state: runstate.RunState, settings: dict, root: Path, inputs: l
         changed = changed_inputs(state.record.get("inputs", []), inputs)
         if changed:
             verb = "differs" if len(changed) == 1 else "differ"
-            raise InputError(f"resume: {plural(len(changed), 'input file')} {verb} from the run's "
+            raise ResumeRefused(f"resume: {plural(len(changed), 'input file')} {verb} from the run's "
                              f"({', '.join(changed[:5])}"
                              f"{', ...' if len(changed) > 5 else ''}); the same config would not give the same "
                              f"images: restore them or start a new run")

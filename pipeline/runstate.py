@@ -127,7 +127,8 @@ def atomic_json(path: Path, data: dict) -> None:
 def read_run(folder: Path) -> dict | None:
     """The folder's run.json, or None if it has none (an unreadable one reads as an empty record)."""
     try:
-        return json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+        record = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+        return record if isinstance(record, dict) else {}
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
@@ -206,9 +207,10 @@ def _refusal(folder: Path, record: dict | None) -> ConfigError:
                        f"{resume_command(folder)} (or delete the folder to start again)")
 
 
-def _never_started(record: dict) -> bool:
-    """A run that stopped before its inputs were checked (a bad input, a typo): it rendered nothing."""
-    return record.get("status") in ("failed", "interrupted") and "config_hash" not in record
+def never_started(record: dict) -> bool:
+    """A run that stopped before its inputs were checked (a bad input, a typo, a full disk, killed while decoding
+    them): it rendered nothing. Only asked with the folder's lock held, so a ``running`` one has died."""
+    return record.get("status") in ("failed", "interrupted", "running") and "config_hash" not in record
 
 
 def claim(folder: Path | str, resume: bool = False) -> RunState:
@@ -227,7 +229,7 @@ def claim(folder: Path | str, resume: bool = False) -> RunState:
                 raise ConfigError(f"resume: {folder} holds no run.json, so it is not a quiltgen run folder; give "
                                   f"the folder of an interrupted run")
         else:
-            if record is not None and not _never_started(record) or \
+            if record is not None and not never_started(record) or \
                     any(os.path.lexists(folder / name) for name in LEGACY_ENTRIES):
                 raise _refusal(folder, record)
             if record is not None:  # a run that failed before its first sample: nothing of it to keep

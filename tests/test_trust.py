@@ -206,7 +206,8 @@ def test_resume_refuses_a_changed_config_or_input_and_other_overrides(tmp_path):
     changed = quiltgen(tmp_path, f"resume={out}", check=False)
     assert changed.returncode == 1 and "1 input file differs from the run's (photo/cat/0.png (changed))" \
         in changed.stderr
-    assert status(out) == "failed" and not (out / "manifest.jsonl").exists() and journal_lines(out) >= 4
+    assert status(out) == "interrupted" and not (out / "manifest.jsonl").exists() and journal_lines(out) >= 4
+    assert json.loads((out / "run.json").read_text())["error"] == "terminated (SIGTERM)"  # refusals change nothing
 
 
 def test_a_full_disk_during_the_final_commit_leaves_no_dataset_file_and_resumes(tmp_path, inputs, monkeypatch):
@@ -420,3 +421,41 @@ def test_a_sweep_job_can_be_replayed_and_resumed_by_the_commands_quiltgen_prints
     assert tree_digest(replay) == tree_digest(job)
     command = shlex.split(resume_command(job))
     assert command[0] == "quiltgen" and "already complete" in quiltgen(tmp_path, *command[1:]).stdout
+
+
+@pytest.fixture(scope="module")
+def big_inputs(tmp_path_factory) -> tuple[Path, list[str], dict]:
+    """Large backgrounds that keep both workers decoding for seconds; the run's arguments; its tree."""
+    layout = make_layout(tmp_path_factory.mktemp("big") / "input", photos=1, backgrounds=1)
+    noise = np.random.default_rng(0).integers(0, 256, (3000, 4000, 3), np.uint8)
+    for n in range(8):
+        cv2.imwrite(str(layout / "back" / f"big{n}.jpg"), np.roll(noise, n * 7, axis=1))
+    args = [f"input.root={layout}", *QUICK, "samples.per_class=2"]
+    out = tmp_path_factory.mktemp("big-reference") / "run"
+    run(make_config([*SMALL, *args]), out)
+    return layout, args, tree_digest(out)
+
+
+@pytest.mark.parametrize("stop", ["kill-worker", "sigterm"])
+def test_a_stop_while_decoding_the_inputs_is_one_line_and_resume_starts_the_run(tmp_path, big_inputs, stop):
+    """A stop before anything was rendered: the resume it prints starts the run from the beginning."""
+    layout, args, reference = big_inputs
+    out = tmp_path / "run"
+    proc = start(tmp_path, *args, "workers.n_jobs=2", f"hydra.run.dir={out}")
+    deadline = time.monotonic() + 60
+    while not (list(out.glob(".bank-*/*")) and len(loky_workers(proc.pid)) == 2) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if stop == "sigterm":
+        proc.terminate()
+    else:
+        loky_workers(proc.pid)[0].kill()
+    _, stderr = proc.communicate(timeout=60)
+    expected = {"kill-worker": "quiltgen: error: a worker process died while decoding the inputs (killed, or out of "
+                               "memory); nothing was rendered yet: start again with quiltgen resume=",
+                "sigterm": "quiltgen: terminated (SIGTERM) before anything was rendered; start again with: "
+                           "quiltgen resume="}[stop]
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1 and expected in stderr, stderr
+    assert not (out / "manifest.jsonl").exists() and "config_hash" not in json.loads((out / "run.json").read_text())
+    resumed = quiltgen(tmp_path, f"resume={out}")
+    assert "stopped before its inputs were checked" in resumed.stdout and status(out) == "complete"
+    assert leftovers(out) == [] and tree_digest(out) == reference
