@@ -66,12 +66,14 @@ def prepare_argv(args: list[str], conf_dir: str) -> list[str]:
                 out += [flag, str(path) if flag in CONFIG_DIR_FLAGS else value]
             values.add(len(out) - 1)
         i += used
+    elsewhere = False  # presets from a search path quiltgen cannot list (pkg://...)
     for arg in out:
         if arg.startswith("hydra.searchpath="):
             config_dirs += [Path(p.removeprefix("file://")) for p in _list_value(arg) if p.startswith("file://")]
+            elsewhere |= any(not p.startswith("file://") for p in _list_value(arg))
     overrides = [arg for n, arg in enumerate(out) if n not in values]
     check_yaml_files(config_dirs)
-    check_override_keys(overrides, conf_dir)
+    check_override_keys(overrides, [conf_dir, *config_dirs], check_presets=not elsewhere)
     if replay:
         first = next((n for n, arg in enumerate(out) if n not in values and "=" in arg and not arg.startswith("-")),
                      len(out))
@@ -110,19 +112,23 @@ def check_yaml_files(folders: list[Path]) -> None:
                 raise ConfigError(f"{path}: cannot read it as YAML ({err}); fix or remove the file") from None
 
 
-def config_groups(conf_dir: str) -> dict[str, list[str]]:
-    """Config groups of quiltgen's conf/ and their options (schemas left out)."""
-    groups = {}
-    for folder in sorted(Path(conf_dir).iterdir()):
-        if folder.is_dir() and folder.name != "hydra" and not folder.name.startswith("_"):
-            groups[folder.name] = sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.endswith("_schema"))
-    return groups
+def config_groups(*conf_dirs: str | Path) -> dict[str, list[str]]:
+    """Config groups and their options (schemas left out) of quiltgen's conf/ and of the user's config folders
+    (``-cd``, ``-cp``, ``hydra.searchpath``), which may add presets to quiltgen's groups."""
+    groups: dict[str, set[str]] = {}
+    for conf_dir in map(Path, conf_dirs):
+        for folder in sorted(conf_dir.iterdir()) if conf_dir.is_dir() else []:
+            if folder.is_dir() and folder.name != "hydra" and not folder.name.startswith(("_", ".")):
+                groups.setdefault(folder.name, set()).update(
+                    p.stem for p in folder.glob("*.yaml") if not p.stem.endswith("_schema"))
+    return {name: sorted(options) for name, options in sorted(groups.items())}
 
 
-def check_override_keys(args: list[str], conf_dir: str) -> None:
+def check_override_keys(args: list[str], conf_dirs: list[str | Path], check_presets: bool = True) -> None:
     """Refuse a ``key=value`` override whose key is not in the schema (naming the closest key), a preset that
-    does not exist, or a plain value of the wrong type: one line each, instead of Hydra's several."""
-    groups = config_groups(conf_dir)
+    does not exist in quiltgen's or the user's config folders, or a plain value of the wrong type: one line
+    each, instead of Hydra's several."""
+    groups = config_groups(*conf_dirs)
     for arg in args:
         if arg.startswith(("-", "~")) or "=" not in arg:
             continue
@@ -131,7 +137,7 @@ def check_override_keys(args: list[str], conf_dir: str) -> None:
             continue
         if key in groups:
             options = groups[key]
-            if not any(c in value for c in ",()[]{}$") and value not in (*options, "null"):
+            if check_presets and not any(c in value for c in ",()[]{}$") and value not in (*options, "null"):
                 raise ConfigError(f"{key}={value}: no such preset; the {key} presets are {', '.join(options)}")
             continue
         message = None if arg.startswith("+") else unknown_key_message(key)

@@ -148,13 +148,29 @@ def test_a_plain_value_for_a_list_mapping_or_group_is_one_line_with_an_example(o
     from tests.conftest import config_dir
 
     with pytest.raises(ConfigError) as err:
-        check_override_keys([override], config_dir())
+        check_override_keys([override], [config_dir()])
     assert str(err.value) == message
     with pytest.raises(ConfigCompositionException):
         compose_cfg([override])  # what Hydra alone would do
     example = message.split("e.g. ")[-1]
     if "=" in example:
-        check_override_keys([example], config_dir())
+        check_override_keys([example], [config_dir()])
         compose_cfg([example])
     check_override_keys(["output.formats=[coco]", "augment.shadow.enabled=true", "-m", "output.formats=[a],[b]"],
-                        config_dir())
+                        [config_dir()])
+
+
+def test_presets_in_the_user_s_config_folders_are_accepted(tmp_path):
+    """README: copy a preset into your own folder (-cd, or hydra.searchpath) and select it by name."""
+    from pipeline.cli import prepare_argv
+    from tests.conftest import config_dir
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\nseed: 42\n")
+    for args in (["-cd", str(tmp_path), "experiment=mine"], [f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"]):
+        assert prepare_argv(args, config_dir())[-1] == "experiment=mine"
+    with pytest.raises(ConfigError, match=r"^experiment=mien: no such preset; the experiment presets are example, "
+                                          r"mine, original$"):
+        prepare_argv(["-cd", str(tmp_path), "experiment=mien"], config_dir())
+    cfg = compose_cfg([f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"])
+    assert cfg.seed == 42
