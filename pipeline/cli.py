@@ -129,6 +129,8 @@ def check_override_keys(args: list[str], conf_dirs: list[str | Path], check_pres
     does not exist in quiltgen's or the user's config folders, or a plain value of the wrong type: one line
     each, instead of Hydra's several."""
     groups = config_groups(*conf_dirs)
+    chosen = {arg.lstrip("+").split("=", 1)[0] for arg in args if "=" in arg and not arg.startswith("-")}
+    only_ours = len(conf_dirs) == 1 and "experiment" not in chosen  # nothing else can choose an evaluation
     for arg in args:
         if arg.startswith(("-", "~")) or "=" not in arg:
             continue
@@ -140,6 +142,9 @@ def check_override_keys(args: list[str], conf_dirs: list[str | Path], check_pres
             if check_presets and not any(c in value for c in ",()[]{}$") and value not in (*options, "null"):
                 raise ConfigError(f"{key}={value}: no such preset; the {key} presets are {', '.join(options)}")
             continue
+        if key.startswith("evaluate.") and "evaluate" not in chosen and only_ours:
+            raise ConfigError(f"{key}: no evaluation is chosen (the default is none); add evaluate=reference or "
+                              f"evaluate=command")
         message = None if arg.startswith("+") else unknown_key_message(key)
         message = message or bad_value_message(key, value)
         if message:

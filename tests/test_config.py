@@ -174,3 +174,14 @@ def test_presets_in_the_user_s_config_folders_are_accepted(tmp_path):
         prepare_argv(["-cd", str(tmp_path), "experiment=mien"], config_dir())
     cfg = compose_cfg([f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"])
     assert cfg.seed == 42
+
+
+def test_an_evaluate_key_without_an_evaluation_chosen_is_one_line():
+    """Hydra alone fails with an AssertionError traceback: the evaluate node is null by default."""
+    from pipeline.cli import check_override_keys
+    from tests.conftest import config_dir
+
+    with pytest.raises(ConfigError, match=r"^evaluate.reference: no evaluation is chosen \(the default is none\); "
+                                          r"add evaluate=reference or evaluate=command$"):
+        check_override_keys(["evaluate.reference=/x"], [config_dir()])
+    check_override_keys(["evaluate.reference=/x", "evaluate=reference"], [config_dir()])
