@@ -198,9 +198,12 @@ def replayed_run(hydra_cfg) -> Path | None:
 
 
 def original_cwd(run_folder: Path) -> Path | None:
-    """The working folder a run was started from (Hydra's hydra.yaml records it), if it still exists."""
-    try:
-        found = yaml.safe_load((run_folder / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["cwd"]
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
-        return None
+    """The folder a run read its relative paths from, if it still exists: run.json's ``working_folder`` (a
+    replay's is the run it replays'), else the folder it was started in (Hydra's hydra.yaml)."""
+    found = (runstate.read_run(run_folder) or {}).get("working_folder")
+    if found is None:
+        try:
+            found = yaml.safe_load((run_folder / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["cwd"]
+        except (OSError, KeyError, TypeError, yaml.YAMLError):
+            return None
     return Path(found) if Path(found).is_dir() else None

@@ -345,7 +345,7 @@ def record_start(state: runstate.RunState, settings: dict, root: Path, inputs: l
     identity = runstate.config_identity(settings)
     state.save(status="running", pid=os.getpid(), versions=runstate.versions(),
                config_hash=runstate.config_hash(identity), config=identity, seed=settings["seed"],
-               input_root=str(root),
+               input_root=str(root), working_folder=str(Path.cwd()),
                samples=samples, inputs=inputs)
 
 

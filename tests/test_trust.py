@@ -184,6 +184,21 @@ def test_replay_from_the_frozen_config_gives_the_same_bytes(tmp_path, inputs):
     assert "1 input file changed since that run, so the images will differ: back/extra.jpg (added)" in proc.stdout
 
 
+def test_a_relative_input_root_is_read_from_where_the_run_was_started_by_replays_of_replays(tmp_path, inputs):
+    started, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    started.mkdir(), elsewhere.mkdir()
+    first = tmp_path / "first"
+    quiltgen(started, f"input.root={os.path.relpath(inputs, started)}", *QUICK, "samples.per_class=1",
+             "workers.n_jobs=1", f"hydra.run.dir={first}")
+    source = first
+    for name in ("replay", "replay-of-replay"):
+        out = tmp_path / name
+        proc = quiltgen(elsewhere, "-cp", str(source / ".hydra"), f"hydra.run.dir={out}")
+        assert f"relative paths in the config are read from {started}" in proc.stdout
+        assert tree_digest(out) == tree_digest(first)
+        source = out
+
+
 def test_resume_refuses_a_changed_config_or_input_and_other_overrides(tmp_path):
     layout = make_layout(tmp_path / "input")
     out = tmp_path / "run"
