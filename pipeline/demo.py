@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.errors import ConfigError
+
 DEMO_VERSION = "demo-v2"  # v2: backgrounds at 1920x1080, so zoomed tiles are never enlarged
 CLASSES = ("circle", "square", "triangle")
 PHOTOS_PER_CLASS = 3
@@ -69,20 +71,29 @@ def _write_demo(root: Path) -> None:
             edge = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8))
             photo[edge > 0] = photo[edge > 0] // 3
             photo[mask == 0] = 0
-            cv2.imwrite(str(root / "photo" / name / f"{n}.png"), photo)
-            cv2.imwrite(str(root / "photo_copy" / name / f"{n}.png"), cv2.merge([mask] * 3))
+            _imwrite(root / "photo" / name / f"{n}.png", photo)
+            _imwrite(root / "photo_copy" / name / f"{n}.png", cv2.merge([mask] * 3))
     (root / "back").mkdir()
     for n in range(BACKGROUNDS):
         img = _texture(rng, *BACKGROUND_SIZE, PALETTE[n % len(PALETTE)])
-        cv2.imwrite(str(root / "back" / f"{n}.jpg"), img)
+        _imwrite(root / "back" / f"{n}.jpg", img)
 
 
 def ensure_demo(cache_dir: str | None = None) -> Path:
     """Path of the demo input set, creating it on first use."""
     target = Path(cache_dir) if cache_dir else default_cache_dir()
     root = target / DEMO_VERSION
-    if root.is_dir():
-        return root
+    try:
+        if not root.is_dir():
+            _make_demo(target, root)
+    except OSError as err:  # a read-only or full disk, a file in the way, no permission
+        raise ConfigError(f"input.cache_dir: cannot write the demo set into {target} ({err.strerror or err}); "
+                          f"set input.cache_dir (or QUILTGEN_CACHE) to a writable folder") from None
+    return root
+
+
+def _make_demo(target: Path, root: Path) -> None:
+    """Build the set aside in ``target``, then rename it to ``root``."""
     target.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=target))
     try:
@@ -93,4 +104,8 @@ def ensure_demo(cache_dir: str | None = None) -> Path:
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return root
+
+
+def _imwrite(path: Path, img: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), img):  # cv2 says only False: a partial set would be renamed into place
+        raise OSError(f"could not write {path.name}")

@@ -38,10 +38,11 @@ class EvaluationError(QuiltgenError, RuntimeError):
 
 # ------------------------------------------------------------------------------------------------ reference labels
 
-def load_reference(path: str | Path, run_classes: list[str]) -> stats.Labels:
+def load_reference(path: str | Path, run_classes: list[str], warn: bool = True) -> stats.Labels:
     """Real labels as ``stats.Labels``: a COCO json, a YOLO data.yaml, or a folder of YOLO label files.
 
     A YOLO folder without data.yaml has class indices only: they are matched to ``run_classes`` in order.
+    ``warn``: log the label files without an image (the run's checks do; the report loads it again quietly).
     """
     path = Path(path).expanduser()
     key = "evaluate.reference"
@@ -51,7 +52,7 @@ def load_reference(path: str | Path, run_classes: list[str]) -> stats.Labels:
         check_reference_folder(path)
     try:
         if path.is_dir():
-            found = _yolo_folder(path, {i: name for i, name in enumerate(run_classes)})
+            found = _yolo_folder(path, {i: name for i, name in enumerate(run_classes)}, warn)
         elif path.suffix.lower() == ".json":
             found = _coco(path)
         elif path.suffix.lower() in (".yaml", ".yml"):
@@ -151,7 +152,7 @@ def _yolo_images(images: list[Path], names: dict[int, str]) -> stats.Labels:
     return _labels(rows, per_image)
 
 
-def _yolo_folder(folder: Path, names: dict[int, str]) -> stats.Labels:
+def _yolo_folder(folder: Path, names: dict[int, str], warn: bool = True) -> stats.Labels:
     """A folder of YOLO label files; images (for their aspect ratio) looked up beside it as YOLO would."""
     labels_found = sorted(folder.rglob("*.txt"))
     rows, per_image, ratios_missing = [], [], 0
@@ -163,9 +164,13 @@ def _yolo_folder(folder: Path, names: dict[int, str]) -> stats.Labels:
         per_image.append(len(boxes))
         rows += [(names.get(c, str(c)), cx, cy, w, h, w / h * ratio if h > 0 else math.nan)
                  for c, cx, cy, w, h in boxes]
-    if ratios_missing:
-        log.warning("evaluate.reference: no image found for %d of %d label files in %s; their boxes' aspect "
-                    "ratios are left out (YOLO labels are relative, the image size is needed)",
+    if warn and ratios_missing == len(labels_found):
+        log.warning("evaluate.reference: no image found for any of the %d label files in %s; the aspect distance "
+                    "is left out of the score (YOLO labels are relative: a box's aspect ratio needs its image's "
+                    "size)", len(labels_found), folder)
+    elif warn and ratios_missing:
+        log.warning("evaluate.reference: no image found for %d of %d label files in %s; their boxes are left out "
+                    "of the aspect distance (YOLO labels are relative: a box's aspect ratio needs its image's size)",
                     ratios_missing, len(labels_found), folder)
     return _labels(rows, per_image)
 
@@ -205,13 +210,28 @@ def _image_ratio(image: Path) -> float:
         return img.width / img.height
 
 
+def check_reference(evaluate: dict, run_classes: list[str]) -> None:
+    """The run's early check of ``evaluate=reference``: the labels can be read and give something to score."""
+    check_weights(load_reference(evaluate["reference"], run_classes), evaluate)
+
+
+def check_weights(real: stats.Labels, evaluate: dict) -> None:
+    """Without aspect ratios in the reference, another distance must have a weight."""
+    weights = evaluate["weights"]
+    if not stats.aspect_known(real) and not any(weights.get(k, 0.0) > 0 for k in stats.DISTANCES if k != "aspect"):
+        raise ConfigError(f"evaluate.weights: only aspect has a weight, and {evaluate['reference']} has no aspect "
+                          f"ratios (no images beside its labels); give another distance a weight, e.g. "
+                          f"evaluate.weights.size=1")
+
+
 def reference_evaluation(records: Iterable[dict] | stats.Accumulator, settings: dict) -> tuple[dict, dict]:
     """(evaluation, overlay): distances, weights and score for stats.json, and both sides' histograms.
     ``records``: the run's records, or the ``stats.Accumulator`` that has read them."""
     evaluate = settings["evaluate"]
     gathered = records if isinstance(records, stats.Accumulator) else stats.Accumulator(records)
     run, classes = gathered.labels(), gathered.class_names()
-    real = load_reference(evaluate["reference"], classes)
+    real = load_reference(evaluate["reference"], classes, warn=False)  # the run's checks warned already
+    check_weights(real, evaluate)
     unmatched = sorted(set(real.classes.tolist()) - set(run.classes.tolist()))
     if unmatched:
         log.warning("evaluate.reference: classes %s of %s are not among the run's classes %s (classes are matched "

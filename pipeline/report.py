@@ -98,8 +98,9 @@ def report_run(out_dir: str | Path, settings: dict, bank: dict, seconds: float) 
         log.info("%s", line)
     if "evaluation" in result:
         found = result["evaluation"]
-        log.info("score %s (%s, %s is better)", found["score"], found["kind"],
-                 "higher" if found["direction"] == "maximize" else "lower")
+        left_out = "".join(f"; {k} left out" for k, v in found.get("distances", {}).items() if v is None)
+        log.info("score %s (%s, %s is better%s)", found["score"], found["kind"],
+                 "higher" if found["direction"] == "maximize" else "lower", left_out)
     written = "stats.json and report.html" if parts else "stats.json"
     log.info("wrote %s in %.2f s", written, result["run"]["report_seconds"])
     return {"score": result["evaluation"]["score"]} if "evaluation" in result else {}
@@ -464,11 +465,13 @@ def _evaluation(found: dict, figures: dict) -> list[str]:
     better = "higher" if found["direction"] == "maximize" else "lower"
     out = [f"<h2>Score: {found['score']:g}</h2>"]
     if found["kind"] == "reference":
+        left_out = (" The aspect distance is left out: the reference has no aspect ratios (YOLO labels without "
+                    "their images)." if found["distances"]["aspect"] is None else "")
         out += [f"<p>Label statistics against <code>{html.escape(found['reference'])}</code> "
                 f"({found['reference_images']} images, {found['reference_boxes']} boxes): 1 - the weighted mean of "
-                f"the distances below; {better} is better, 1 = the same statistics.</p>",
+                f"the distances below; {better} is better, 1 = the same statistics.{left_out}</p>",
                 _table(["distance", *found["distances"]],
-                       [["value (0 = same)", *found["distances"].values()],
+                       [["value (0 = same)", *("left out" if v is None else v for v in found["distances"].values())],
                         ["weight", *(found["weights"].get(k, 0) for k in found["distances"])]])]
         if "reference" in figures:
             out.append(_figure_html(figures["reference"]))

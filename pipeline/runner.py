@@ -179,7 +179,7 @@ def scan_inputs(settings: dict) -> sources.Catalog:
     settings["class_augment"] = augment_per_class(settings["augment"], catalog.classes)  # augment.classes merged
     evaluation = settings.get("evaluate")
     if evaluation and evaluation["kind"] == "reference":  # a bad path is found now, not after the dataset
-        evaluate.load_reference(evaluation["reference"], catalog.classes)
+        evaluate.check_reference(evaluation, catalog.classes)
     return catalog
 
 

@@ -361,11 +361,17 @@ def total_variation(p: Counter, q: Counter) -> float:
     return 0.5 * sum(abs(p[k] / p_total - q[k] / q_total) for k in set(p) | set(q))
 
 
-def distances(run: Labels, real: Labels) -> dict[str, float]:
+def aspect_known(real: Labels) -> bool:
+    """Whether any box of a label set has an aspect ratio (YOLO labels without their images have none)."""
+    return bool(np.isfinite(real.aspect).any())
+
+
+def distances(run: Labels, real: Labels) -> dict[str, float | None]:
     """Each in [0, 1], 0 when the two label sets have the same distribution of that quantity:
 
     size     1 - exp(-W), W the earth mover's distance between the log box sizes (boxes twice as large: 0.5)
-    aspect   1 - exp(-W) for the log aspect ratios (width / height in pixels)
+    aspect   1 - exp(-W) for the log aspect ratios (width / height in pixels), over the boxes whose ratio is
+             known; None (left out of the score) when no reference box has one
     centre   mean of the earth mover's distances of the box centres' x and y (image-relative)
     objects  total variation distance between the objects-per-image distributions
     classes  total variation distance between the class mixes (classes matched by name)
@@ -375,23 +381,24 @@ def distances(run: Labels, real: Labels) -> dict[str, float]:
     to_unit = lambda w: 1.0 - math.exp(-w)  # noqa: E731
     found = {
         "size": to_unit(wasserstein(_log(run.size), _log(real.size))),
-        "aspect": to_unit(wasserstein(_log(run.aspect), _log(real.aspect))),
+        "aspect": to_unit(wasserstein(_log(run.aspect), _log(real.aspect))) if aspect_known(real) else None,
         "centre": min(1.0, (wasserstein(run.cx, real.cx) + wasserstein(run.cy, real.cy)) / 2),
         "objects": total_variation(Counter(run.per_image.tolist()), Counter(real.per_image.tolist())),
         "classes": total_variation(Counter(run.classes.tolist()), Counter(real.classes.tolist())),
     }
-    return {key: _round(value, 4) for key, value in found.items()}
+    return {key: None if value is None else _round(value, 4) for key, value in found.items()}
 
 
 def _log(values: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(values, 1e-9))  # a zero-width box of a hand-made label set: tiny, not -inf
 
 
-def similarity(found: dict[str, float], weights: dict[str, float]) -> float:
+def similarity(found: dict[str, float | None], weights: dict[str, float]) -> float:
     """The reference score: 1 - the weighted mean of the distances, in [0, 1] (4 decimals); 1 = the same label
-    statistics, higher is better."""
-    total = sum(weights.get(k, 0.0) for k in DISTANCES)
-    return _round(1.0 - sum(weights.get(k, 0.0) * found[k] for k in DISTANCES) / total, 4)
+    statistics, higher is better. A distance left out (None) is left out of the mean, weight and all."""
+    used = [k for k in DISTANCES if found[k] is not None]
+    total = sum(weights.get(k, 0.0) for k in used)
+    return _round(1.0 - sum(weights.get(k, 0.0) * found[k] for k in used) / total, 4)
 
 
 def overlay(run: Labels, real: Labels) -> dict:

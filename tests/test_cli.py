@@ -1,5 +1,6 @@
 """The real command line in subprocesses: run dirs, frozen configs, multirun, one-line errors."""
 import json
+import os
 import subprocess
 import sys
 import time
@@ -93,6 +94,17 @@ def test_user_errors_exit_1_with_one_line_and_no_traceback(tmp_path, args, messa
     else:  # an input error is found in the run: its folder records it
         (record,) = [json.loads(p.read_text()) for p in tmp_path.rglob("run.json")]
         assert record["status"] == "failed" and "is not a folder" in record["error"]
+
+
+def test_an_unwritable_demo_cache_from_the_environment_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")  # a folder under a file cannot be made, even by root
+    cache = tmp_path / "afile" / "c2"
+    proc = subprocess.run([sys.executable, "-m", "pipeline", *QUICK], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "QUILTGEN_CACHE": str(cache)})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"quiltgen: error: input.cache_dir: cannot write the demo set into {cache} (Not a directory); set "
+        f"input.cache_dir (or QUILTGEN_CACHE) to a writable folder")
 
 
 def test_parallel_sweep_matches_the_sequential_sweep(tmp_path, layout):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import evaluate, stats
+from pipeline import evaluate, report, stats
 from pipeline.errors import ConfigError
 from pipeline.evaluate import EvaluationError
 from pipeline.runner import run
@@ -107,6 +107,64 @@ def test_distances_of_known_label_sets():
     assert stats.similarity(found, {"size": 1, "aspect": 1, "centre": 1, "objects": 1, "classes": 1}) \
         == pytest.approx(1 - (0.5 + 0.1 + 1 + 0.5) / 5)
     assert stats.similarity(found, {"size": 0, "aspect": 1, "centre": 0, "objects": 0, "classes": 0}) == 1.0
+    # a reference without any aspect ratio (YOLO labels without their images): aspect is left out, weight and all
+    real = labels(["a", "a", "a", "a"], [0.2, 0.2, 0.4, 0.4], [1, 1, 1, 1], cx=0.7)
+    real.aspect[:] = np.nan
+    found = stats.distances(run, real)
+    assert found["aspect"] is None and found["size"] == pytest.approx(0.5)
+    assert stats.similarity(found, dict.fromkeys(stats.DISTANCES, 1.0)) == pytest.approx(1 - (0.5 + 0.1 + 1 + 0.5) / 4)
+
+
+def bare_labels(real: Path, folder: Path, images_every: int = 0) -> Path:
+    """A copy of the run's YOLO labels folder with the images of every n-th label file beside it (0: none)."""
+    for n, label in enumerate(sorted((real / "yolo" / "labels").rglob("*.txt"))):
+        relative = label.relative_to(real / "yolo" / "labels")
+        (folder / "labels" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "labels" / relative).write_bytes(label.read_bytes())
+        if images_every and n % images_every == 0:
+            image = next((real / "yolo" / "images" / relative.parent).glob(f"{label.stem}.*"))
+            (folder / "images" / relative.parent).mkdir(parents=True, exist_ok=True)
+            (folder / "images" / relative.parent / image.name).symlink_to(image)
+    return folder / "labels"
+
+
+def test_labels_without_images_leave_the_aspect_distance_out_of_the_score(layout, real, tmp_path, caplog):
+    caplog.set_level("INFO")
+    out = tmp_path / "again"
+    reference = bare_labels(real, tmp_path / "bare")
+    summary = run(make_config([*SMALL, f"input.root={layout}", "samples.per_class=8", "compose.objects.max=3",
+                               "evaluate=reference", f"evaluate.reference={reference}"]), out)
+    found = json.loads((out / "stats.json").read_text())["evaluation"]
+    assert found["distances"] == {"size": 0.0, "aspect": None, "centre": 0.0, "objects": 0.0, "classes": 0.0}
+    assert found["score"] == summary["score"] == 1.0  # as with the images: the other four match exactly
+    warnings = [r.getMessage() for r in caplog.records if "no image found" in r.getMessage()]  # once, not twice
+    assert warnings == [f"evaluate.reference: no image found for any of the 16 label files in {reference}; the "
+                        f"aspect distance is left out of the score (YOLO labels are relative: a box's aspect ratio "
+                        f"needs its image's size)"]
+    assert "score 1.0 (reference, higher is better; aspect left out)" in caplog.text
+    html = "".join(report._evaluation(found, {}))
+    assert "The aspect distance is left out" in html and "<td>left out</td>" in html
+    # with only aspect weighted there is nothing left to score: said before anything is rendered
+    zero = [f"evaluate.weights.{k}=0" for k in stats.DISTANCES if k != "aspect"]
+    with pytest.raises(ConfigError, match=rf"^evaluate.weights: only aspect has a weight, and {reference} has no "
+                                          rf"aspect ratios \(no images beside its labels\); give another distance"):
+        run(make_config([*SMALL, f"input.root={layout}", "evaluate=reference", f"evaluate.reference={reference}",
+                         *zero]), tmp_path / "nothing")
+    assert sorted(p.name for p in (tmp_path / "nothing").iterdir()) == ["run.json"]
+
+
+def test_labels_with_some_images_missing_lose_only_those_boxes_aspect(real, tmp_path):
+    full = evaluate.load_reference(bare_labels(real, tmp_path / "all", images_every=1), ["cat", "dog"])
+    part = evaluate.load_reference(bare_labels(real, tmp_path / "some", images_every=2), ["cat", "dog"])
+    labels = sorted((tmp_path / "some" / "labels").rglob("*.txt"))
+    without = sum(len(label.read_text().splitlines()) for n, label in enumerate(labels) if n % 2)
+    assert 0 < without < part.aspect.size and np.isnan(part.aspect).sum() == without
+    known = np.isfinite(part.aspect)
+    np.testing.assert_array_equal(part.aspect[known], full.aspect[known])  # the rest keep their image's ratio
+    assert np.isfinite(full.aspect).all()
+    own = stats.records_labels(json.loads(line) for line in (real / "manifest.jsonl").read_text().splitlines())
+    aspect = stats.distances(own, part)["aspect"]
+    assert aspect is not None and 0 <= aspect < 0.5  # half the boxes, same kind: near 0, not the 1 of "no data"
 
 
 def test_reference_errors_name_the_key_and_the_file(tmp_path):

@@ -14,7 +14,9 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import OmegaConfBaseException
 
+from pipeline import demo
 from pipeline.errors import ConfigError, InputError, QuiltgenError
+from pipeline.runner import run
 from tests.conftest import make_config, make_layout
 
 # Every augmentation that changes the object's geometry or colour, switched off.
@@ -405,6 +407,31 @@ def test_bad_on_bad_file_value_is_a_plain_config_error():
     assert exc.type is ConfigError
     assert not isinstance(exc.value, OmegaConfBaseException)
     assert exc.value.__cause__ is None
+
+
+def cache_error(target: Path, reason: str) -> str:
+    return (rf"^input\.cache_dir: cannot write the demo set into {re.escape(str(target))} \({reason}\); "
+            rf"set input\.cache_dir \(or QUILTGEN_CACHE\) to a writable folder$")
+
+
+def test_an_unwritable_demo_cache_is_one_config_error(tmp_path, out, monkeypatch):
+    # a folder under a regular file cannot be made, even by root (whom a chmod'ed folder does not stop)
+    (tmp_path / "afile").write_text("")
+    target = tmp_path / "afile" / "c2"
+    with pytest.raises(ConfigError, match=cache_error(target, "Not a directory")):
+        run(make_config([f"input.cache_dir={target}"]), out)
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    monkeypatch.setenv("QUILTGEN_CACHE", str(target))  # input.cache_dir unset: the environment's folder
+    with pytest.raises(ConfigError, match=cache_error(target, "Not a directory")):
+        demo.ensure_demo(None)
+
+
+def test_a_demo_set_that_cannot_be_written_whole_is_not_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(cv2, "imwrite", lambda *args: False)  # what cv2 says on a full disk
+    cache = tmp_path / "cache"
+    with pytest.raises(ConfigError, match=cache_error(cache, r"could not write 0\.png")):
+        demo.ensure_demo(str(cache))
+    assert list(cache.iterdir()) == []  # neither a partial demo-v2 to reuse next time nor the staging folder
 
 
 def test_mask_hull_from_contours_is_the_hull_of_every_pixel():

@@ -4,6 +4,7 @@ import json
 import re
 from collections import Counter
 from html.parser import HTMLParser
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -58,6 +59,22 @@ def test_stats_counts_equal_the_manifest_coco_and_yolo_files(reported):
     assert found["boxes"]["per_class"]["all"]["n"] == counts["objects"]
     assert sum(map(sum, found["boxes"]["centres"]["counts"]["all"])) == counts["objects"]
     assert found["blend"]["objects"] == dict(Counter(o["blend"]["method"] for r in records for o in r["objects"]))
+
+
+def test_docs_name_every_key_of_stats_json_boxes(reported):
+    boxes = json.loads((reported / "stats.json").read_text())["boxes"]
+    docs = (Path(__file__).parents[1] / "docs" / "evaluate.md").read_text()
+    (row,) = [line for line in docs.splitlines() if line.startswith("| `boxes` |")]
+    per_class = boxes["per_class"]
+    assert list(per_class) == ["cat", "dog", "all"] and "`per_class.<class>`" in row and "`per_class.all`" in row
+    keys = [*boxes, *per_class["cat"], *per_class["cat"]["width_px"], *per_class["cat"]["coco_size"],
+            *boxes["size_histogram"], *boxes["centres"]]
+    assert [key for key in keys if f"`{key}`" not in row and f"`{key}." not in row] == []
+    for name in ("size_histogram", "aspect_histogram"):
+        assert len(boxes[name]["edges"]) == 25 and {len(c) for c in boxes[name]["counts"].values()} == {24}
+    assert list(boxes["centres"]["counts"]) == ["cat", "dog", "all"] and boxes["centres"]["bins"] == [16, 9]
+    assert {(len(c), len(c[0])) for c in boxes["centres"]["counts"].values()} == {(9, 16)}
+    assert "25 log-spaced edges" in row and "(24 counts)" in row and "9 rows of 16 counts" in row
 
 
 def test_stats_json_keeps_each_objects_drawn_values(reported):
