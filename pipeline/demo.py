@@ -25,7 +25,7 @@ BACKGROUND_SIZE = (1920, 1080)
 def default_cache_dir() -> Path:
     env = os.environ.get("QUILTGEN_CACHE")
     if env:
-        return Path(env)
+        return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "quiltgen"
 
@@ -81,7 +81,7 @@ def _write_demo(root: Path) -> None:
 
 def ensure_demo(cache_dir: str | None = None) -> Path:
     """Path of the demo input set, creating it on first use."""
-    target = Path(cache_dir) if cache_dir else default_cache_dir()
+    target = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     root = target / DEMO_VERSION
     try:
         if not root.is_dir():
