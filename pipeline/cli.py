@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -55,7 +56,7 @@ def prepare_argv(args: list[str], conf_dir: str) -> list[str]:
     while i < len(args):
         flag, value, used = _flag_value(args, i)
         if flag is None:
-            out.append(_expand_home(args[i]))
+            out.append(_quote_resume(_expand_home(args[i])))
         else:
             path = Path(os.path.expanduser(value)).absolute()
             config_dirs.append(path)
@@ -86,12 +87,24 @@ def _list_value(arg: str) -> list[str]:
     return [p.strip().strip("'\"") for p in value.strip("[]").split(",") if p.strip()]
 
 
+def _quote_resume(arg: str) -> str:
+    """``resume=<folder>`` quoted for Hydra's grammar when the folder's name needs it (a sweep job's folder holds
+    '=' and ','): a resume is one folder, never a sweep list."""
+    if not arg.startswith("resume=") or arg[7:8] in ("'", '"') or re.fullmatch(r"[\w./~+-]*", arg[7:]):
+        return arg
+    value = arg[7:].replace('"', '\\"')
+    return f'resume="{value}"'
+
+
 def _expand_home(arg: str) -> str:
     if arg.startswith(("-", "~")) or "=" not in arg:
         return arg
     key, value = arg.split("=", 1)
-    if value == "~" or value.startswith("~/"):
-        return f"{key}={os.path.expanduser(value)}"
+    if any(c in value for c in "'\"[]{}()$"):
+        return arg
+    parts = value.split(",")  # a sweep: input.root=~/a,~/b
+    if any(p == "~" or p.startswith("~/") for p in parts):
+        return f"{key}={','.join(os.path.expanduser(p) for p in parts)}"
     return arg
 
 

@@ -185,3 +185,12 @@ def test_an_evaluate_key_without_an_evaluation_chosen_is_one_line():
                                           r"add evaluate=reference or evaluate=command$"):
         check_override_keys(["evaluate.reference=/x"], [config_dir()])
     check_override_keys(["evaluate.reference=/x", "evaluate=reference"], [config_dir()])
+
+
+def test_home_is_expanded_in_sweep_lists_and_a_resume_folder_is_quoted_for_hydra(monkeypatch):
+    from pipeline.cli import prepare_argv
+    from tests.conftest import config_dir
+
+    monkeypatch.setenv("HOME", "/home/u")
+    argv = prepare_argv(["-m", "input.root=~/a,~/b", "resume=/runs/0_seed=1,x=2"], config_dir())
+    assert argv == ["-m", "input.root=/home/u/a,/home/u/b", 'resume="/runs/0_seed=1,x=2"']

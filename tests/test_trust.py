@@ -436,6 +436,7 @@ def test_a_sweep_job_can_be_replayed_and_resumed_by_the_commands_quiltgen_prints
     assert tree_digest(replay) == tree_digest(job)
     command = shlex.split(resume_command(job))
     assert command[0] == "quiltgen" and "already complete" in quiltgen(tmp_path, *command[1:]).stdout
+    assert "already complete" in quiltgen(tmp_path, f"resume={job}").stdout  # unquoted for Hydra works too
 
 
 @pytest.fixture(scope="module")
