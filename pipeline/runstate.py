@@ -175,7 +175,7 @@ class RunState:
 _HELD: dict[Path, RunState] = {}
 
 
-def _lock(folder: Path) -> int:
+def _lock(folder: Path, resume: bool = False) -> int:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -186,6 +186,9 @@ def _lock(folder: Path) -> int:
     except BlockingIOError:
         os.close(fd)
         pid = (read_run(folder) or {}).get("pid", "?")
+        if resume:
+            raise ConfigError(f"resume: {folder} is being written by another quiltgen process (pid {pid}); wait "
+                              f"for it to end, then resume if it did not finish") from None
         raise ConfigError(f"hydra.run.dir: {folder} is being written by another quiltgen run (pid {pid}); "
                           f"give this run its own folder, or wait for that one to end") from None
     return fd
@@ -221,7 +224,7 @@ def claim(folder: Path | str, resume: bool = False) -> RunState:
         return _HELD[folder]
     if resume and not folder.is_dir():
         raise ConfigError(f"resume: {folder} does not exist; give the folder of an interrupted run")
-    fd = _lock(folder)
+    fd = _lock(folder, resume)
     try:
         record = read_run(folder)
         if resume:

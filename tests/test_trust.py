@@ -475,3 +475,23 @@ def test_a_stop_while_decoding_the_inputs_is_one_line_and_resume_starts_the_run(
     resumed = quiltgen(tmp_path, f"resume={out}")
     assert "stopped before its inputs were checked" in resumed.stdout and status(out) == "complete"
     assert leftovers(out) == [] and tree_digest(out) == reference
+
+
+def test_a_folder_locked_by_another_process_is_refused_with_wording_for_a_run_or_a_resume(tmp_path):
+    import fcntl
+
+    from pipeline import runstate
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"status": "running", "pid": 4242}))
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)  # what a live run holds: its own open file description
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        with pytest.raises(ConfigError, match=r"^resume: .* is being written by another quiltgen process \(pid "
+                                              r"4242\); wait for it to end"):
+            runstate.claim(folder, resume=True)
+        with pytest.raises(ConfigError, match=r"^hydra.run.dir: .* is being written by another quiltgen run"):
+            runstate.claim(folder)
+    finally:
+        os.close(fd)
