@@ -50,6 +50,11 @@ def prepare_argv(args: list[str], conf_dir: str) -> list[str]:
     - ``key=~/path`` is expanded (Hydra's grammar reads ``~`` as an operator);
     - a misspelt key gets the closest real key instead of Hydra's advice to add it with ``+``.
     """
+    if "--version" in args:  # Hydra's would print Hydra's version
+        import pipeline
+        commit = runstate.git_commit(Path(pipeline.__file__).resolve().parent.parent)
+        print(f"quiltgen {pipeline.__version__}" + (f" (git {commit})" if commit else ""))
+        raise SystemExit(0)
     out, config_dirs, replay = [], [], False  # quiltgen's own conf/ is checked by its tests
     values = set()  # positions in ``out`` of flag values (a sweep job's folder name holds '=')
     i = 0
@@ -76,6 +81,11 @@ def prepare_argv(args: list[str], conf_dir: str) -> list[str]:
     check_yaml_files(config_dirs)
     check_override_keys(overrides, [conf_dir, *config_dirs], check_presets=not elsewhere)
     if replay:
+        name = next((args[n + 1] for n, arg in enumerate(args[:-1]) if arg in ("-cn", "--config-name")),
+                    next((arg.split("=", 1)[1] for arg in args if arg.startswith("--config-name=")), "config"))
+        if name not in ("config", "config.yaml"):
+            raise ConfigError(f"-cn {name}: a run's .hydra/ holds its frozen config as config.yaml; replay it with "
+                              f"-cn config (or without -cn)")
         first = next((n for n, arg in enumerate(out) if n not in values and "=" in arg and not arg.startswith("-")),
                      len(out))
         out[first:first] = [f"hydra.searchpath=[file://{conf_dir}]", *HYDRA_CHOICES]

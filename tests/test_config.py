@@ -194,3 +194,19 @@ def test_home_is_expanded_in_sweep_lists_and_a_resume_folder_is_quoted_for_hydra
     monkeypatch.setenv("HOME", "/home/u")
     argv = prepare_argv(["-m", "input.root=~/a,~/b", "resume=/runs/0_seed=1,x=2"], config_dir())
     assert argv == ["-m", "input.root=/home/u/a,/home/u/b", 'resume="/runs/0_seed=1,x=2"']
+
+
+def test_version_is_quiltgen_s_and_a_replay_with_another_config_name_is_refused(tmp_path, capsys):
+    from pipeline.cli import prepare_argv
+    from tests.conftest import config_dir
+
+    with pytest.raises(SystemExit) as done:
+        prepare_argv(["--version"], config_dir())
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("quiltgen 0.")
+    record = tmp_path / ".hydra"
+    record.mkdir()
+    (record / "config.yaml").write_text("seed: 1\n")
+    (record / "hydra.yaml").write_text("hydra: {}\n")
+    with pytest.raises(ConfigError, match=r"^-cn hydra: a run's .hydra/ holds its frozen config as config.yaml"):
+        prepare_argv(["-cd", str(record), "-cn", "hydra"], config_dir())
+    assert "--config-path" in prepare_argv(["-cd", str(record), "-cn", "config"], config_dir())
