@@ -124,7 +124,8 @@ def _stopped(how: str, status: int, out_dir: str) -> SystemExit:
     elif "config_hash" not in record:
         message = f"{how} before anything was rendered; start again with: {runstate.resume_command(out_dir)}"
     elif record.get("status") == "complete":  # stopped in the report or the evaluation, after the dataset
-        message = f"{how}: the dataset in {out_dir} is complete; its report or evaluation did not finish"
+        message = (f"{how}: the dataset in {out_dir} is complete; its report or evaluation did not finish: make "
+                   f"them with {runstate.resume_command(out_dir)}")
     else:
         message = f"{how}: the samples written so far are kept; finish the run with: {runstate.resume_command(out_dir)}"
     say(message, logging.WARNING)

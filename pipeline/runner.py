@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -113,6 +114,8 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path, replay_of: Path | None = None)
             previous = check_resumable(state, settings)
             if previous is not None:
                 return previous
+            if state.record.get("status") == "complete":
+                return _report_again(state, settings)
             resuming = "config_hash" in state.record  # else it stopped before it began: it starts from scratch
         summary = _run(state, settings, started, replay_of, resuming)
     except ResumeRefused:
@@ -156,12 +159,39 @@ def check_resumable(state: runstate.RunState, settings: dict) -> dict | None:
         raise ResumeRefused(f"resume: {folder} was written by quiltgen {theirs} and this is {ours}; the same "
                           f"config may not give the same images, so finish it with quiltgen {theirs} or start "
                           f"a new run")
-    if record.get("status") == "complete" and (folder / "manifest.jsonl").exists():
+    if record.get("status") == "complete" and (folder / "manifest.jsonl").exists() and reported(folder, settings):
         log.info("resume: %s is already complete (%s); nothing to do", folder,
                  plural(record.get("samples", {}).get("total", 0), "sample"))
         return {"samples": 0, "classes": 0, "seconds": 0.0, "samples_per_second": 0.0, "out_dir": str(folder),
                 "already_complete": True}
     return None
+
+
+def reported(folder: Path, settings: dict) -> bool:
+    """Whether a complete run's stats.json, report.html and score (those its config asks for) were made."""
+    return (folder / "stats.json").exists() and (not settings["output"]["report"] or (folder / "report.html").exists()) \
+        and (not settings["evaluate"] or "score" in (runstate.read_run(folder) or {}))
+
+
+def _report_again(state: runstate.RunState, settings: dict) -> dict:
+    """A complete dataset whose report or evaluation did not finish (a stop, a failed evaluation): make them.
+    The report's augmentation sheet needs the decoded inputs, so they are decoded again."""
+    out_dir = state.folder
+    log.info("resume: the dataset in %s is complete; making its report and evaluation", out_dir)
+    catalog = scan_inputs(settings)
+    bank_dir = out_dir / f".bank-{uuid.uuid4().hex[:8]}"
+    with parallel_backend(settings["workers"]) as n_workers:
+        try:
+            bank, _ = build_bank(catalog, bank_dir, settings, n_workers)
+            plan_samples(bank, settings)  # the per-class settings the report shows
+        finally:
+            shutil.rmtree(bank_dir, ignore_errors=True)
+    summary = {"samples": 0, "classes": len(catalog.classes), "seconds": 0.0, "samples_per_second": 0.0,
+               "out_dir": str(out_dir)}
+    summary.update(report.report_run(out_dir, settings, bank, state.record.get("seconds", 0.0)))
+    if summary.get("score") is not None:
+        state.save(score=summary["score"])
+    return summary
 
 
 def scan_inputs(settings: dict) -> sources.Catalog:
@@ -245,6 +275,7 @@ def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Pa
     summary = {"samples": total, "classes": len(catalog.classes), "seconds": round(elapsed, 3),
                "samples_per_second": round(total / elapsed, 2) if elapsed else 0.0, "out_dir": str(out_dir)}
     noun = counted_unit(settings)
+    state.save(seconds=round(elapsed, 3))  # the dataset's time, for a report made again by a resume
     log.info("wrote %s of %s in %.1f s (%.1f %ss/s) to %s", plural(total, noun),
              plural(len(catalog.classes), "class", "es"), elapsed, summary["samples_per_second"], noun, out_dir)
     summary.update(report.report_run(out_dir, settings, bank, elapsed))  # stats.json, report.html, score
@@ -470,8 +501,9 @@ def commit(state: runstate.RunState, dataset: DatasetWriters, journal: runstate.
             raise
         state.finish("complete")
         journal.remove()
-    if arrived:
+    if arrived:  # the dataset is complete; stop now, as asked, before the report and the evaluation
         log.warning("a stop signal arrived during the final commit; the dataset is complete")
+        raise KeyboardInterrupt if arrived[0] == signal.SIGINT else runstate.Terminated
 
 
 def dry_run(settings: dict) -> dict:

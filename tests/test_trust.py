@@ -263,10 +263,22 @@ def test_a_stop_signal_during_the_final_commit_waits_for_it(tmp_path, inputs, mo
         real_commit(self)
 
     monkeypatch.setattr(DatasetWriters, "commit", commit_with_ctrl_c)
-    out = tmp_path / "run"
-    run(make_config([*SMALL, f"input.root={inputs}", "samples.per_class=2"]), out)
+    out, args = tmp_path / "run", [*SMALL, f"input.root={inputs}", "samples.per_class=2", "output.report=true"]
+    with pytest.raises(KeyboardInterrupt):  # after the commit, before the report: the stop was asked for
+        run(make_config(args), out)
     assert (out / "manifest.jsonl").exists() and status(out) == "complete"
     assert "a stop signal arrived during the final commit; the dataset is complete" in caplog.text
+    assert not (out / "stats.json").exists() and not (out / "report.html").exists()
+    monkeypatch.undo()
+    caplog.set_level("INFO", logger="pipeline.runner")
+    dataset = tree_digest(out)
+    run(make_config([*args, f"resume={out}"]), out)  # makes what the stop skipped, and nothing else
+    assert "making its report and evaluation" in caplog.text and tree_digest(out) == dataset
+    assert (out / "report.html").exists() and json.loads((out / "stats.json").read_text())["counts"]["images"] == len(
+        (out / "manifest.jsonl").read_text().splitlines())
+    caplog.clear()
+    run(make_config([*args, f"resume={out}"]), out)
+    assert "is already complete" in caplog.text
 
 
 def test_run_json_records_versions_counts_and_every_input_with_its_sha256(tmp_path, inputs):
