@@ -358,7 +358,8 @@ RESERVED_YOLO_KEYS = ("path", "names", "nc", "download", "channels", "yaml_file"
 
 def yolo_data_yaml(yolo_dir: Path, splits: list[str], names: list[str]) -> bytes:
     """Ultralytics dataset YAML: absolute ``path``, ``train``/``val`` (falling back to the first split), ``test``
-    if present, other splits under their own names, and ``names`` as {index: name}. The same file serves
+    if present, other splits under their own names, and ``names`` as {index: name}. ``splits``: those that have
+    images (a listed folder that is missing or empty fails the trainers). The same file serves
     detection (``yolo/``) and segmentation (``yolo_seg/``): Ultralytics tells them apart by the label lines.
 
     ``path`` must be absolute: Ultralytics resolves a relative one, and a missing one given a relative YAML
