@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, naming
 
 RUN_FILE = "run.json"
 JOURNAL = ".journal.jsonl"
@@ -309,8 +309,9 @@ class Journal:
     def append(self, record: dict) -> None:
         if self._fh is None:
             self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(record, sort_keys=True) + "\n")
-        self._fh.flush()
+        with naming(self.path):
+            self._fh.write(json.dumps(record, sort_keys=True) + "\n")
+            self._fh.flush()
 
     def close(self) -> None:
         if self._fh is not None:
