@@ -79,7 +79,9 @@ class RunDirClaim(Callback):
                     config.hydra.output_subdir = None  # the run's own .hydra/ stays as it was
                     runstate.claim(folder, resume=True)
                     return
-            runstate.claim(Path(str(config.hydra.run.dir)))
+            folder = Path(str(config.hydra.run.dir))
+            runstate.check_outside_inputs(folder, config.input.root, input_base(config))
+            runstate.claim(folder)
         except QuiltgenError as err:
             raise fail(str(err)) from None
 
@@ -87,9 +89,18 @@ class RunDirClaim(Callback):
         if config.get("resume"):
             raise fail("resume: finish one run at a time, without -m: quiltgen resume=<run folder>")
         try:
-            runstate.claim_sweep(Path(str(config.hydra.sweep.dir)))
+            folder = Path(str(config.hydra.sweep.dir))
+            runstate.check_outside_inputs(folder, config.input.root, input_base(config), key="hydra.sweep.dir")
+            runstate.claim_sweep(folder)
         except QuiltgenError as err:
             raise fail(str(err)) from None
+
+
+def input_base(config: DictConfig) -> Path | None:
+    """Where a relative input.root is read from: for a replay, the folder its run was started in (as
+    ``follow_original_cwd`` will do); else the working folder (None)."""
+    replayed = cli.replayed_run(config.hydra)
+    return cli.original_cwd(replayed) if replayed is not None else None
 
 
 def task_part(config: DictConfig) -> DictConfig:

@@ -211,6 +211,20 @@ def _never_started(record: dict) -> bool:
     return record.get("status") in ("failed", "interrupted") and "config_hash" not in record
 
 
+def check_outside_inputs(folder: Path | str, input_root: str | None, base: Path | None = None,
+                         key: str = "hydra.run.dir") -> None:
+    """Refuse a run (or sweep) folder that is ``input.root`` or inside it: the dataset would be written among the
+    inputs. ``base``: the folder a relative ``input.root`` is read from (default: the working folder)."""
+    if input_root is None:  # the demo set, in its own cache
+        return
+    root = ((base or Path.cwd()) / Path(input_root).expanduser()).resolve()
+    folder = Path(folder).expanduser().resolve()
+    if folder.is_relative_to(root):
+        where = "is input.root" if folder == root else f"is inside input.root ({root})"
+        raise ConfigError(f"{key}: {folder} {where}, so the dataset would be written among its inputs; choose a "
+                          f"folder outside input.root with {key}=<folder>")
+
+
 def claim(folder: Path | str, resume: bool = False) -> RunState:
     """Take the folder for this process: refuse it if another process writes it, or (for a new run) if it
     already holds a run; a resume needs a run.json to resume from."""

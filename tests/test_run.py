@@ -196,6 +196,19 @@ def test_a_full_disk_in_the_parent_names_the_file_and_the_free_space(layout, tmp
     assert not (out / "manifest.jsonl").exists() and runstate.read_run(out)["status"] == "failed"
 
 
+@pytest.mark.parametrize("inside", [False, True], ids=["input-root", "inside-it"])
+def test_a_run_folder_in_the_input_folder_is_refused_before_anything_is_written(layout, monkeypatch, inside):
+    monkeypatch.chdir(layout.parent)  # input.root given relative, as `input.root=.` from the input folder is
+    before = sorted(layout.rglob("*"))
+    out = layout / "runs" / "a" if inside else layout
+    where = f"is inside input.root ({layout.resolve()})" if inside else "is input.root"
+    with pytest.raises(ConfigError) as excinfo:
+        run(make_config([*SMALL, f"input.root={layout.name}"]), out)
+    assert str(excinfo.value) == (f"hydra.run.dir: {out.resolve()} {where}, so the dataset would be written among "
+                                  f"its inputs; choose a folder outside input.root with hydra.run.dir=<folder>")
+    assert sorted(layout.rglob("*")) == before  # no run.json, no run folder
+
+
 def test_demo_set_is_created_and_used_when_no_input_is_given(tmp_path, generate):
     cfg = make_config([*SMALL, f"input.cache_dir={tmp_path / 'cache'}", "samples.per_class=2"])
     summary = run(cfg, tmp_path / "out")
