@@ -80,8 +80,9 @@ class RunDirClaim(Callback):
                     config.hydra.output_subdir = None  # the run's own .hydra/ stays as it was
                     runstate.claim(folder, resume=True)
                     return
-            state = runstate.claim(Path(str(config.hydra.run.dir)))
-            check_free_space(state)
+            folder = Path(str(config.hydra.run.dir))
+            runstate.check_outside_inputs(folder, config.input.root, input_base(config))
+            check_free_space(runstate.claim(folder))
         except QuiltgenError as err:
             raise fail(str(err)) from None
 
@@ -89,7 +90,9 @@ class RunDirClaim(Callback):
         if config.get("resume"):
             raise fail("resume: finish one run at a time, without -m: quiltgen resume=<run folder>")
         try:
-            runstate.claim_sweep(Path(str(config.hydra.sweep.dir)))
+            folder = Path(str(config.hydra.sweep.dir))
+            runstate.check_outside_inputs(folder, config.input.root, input_base(config), key="hydra.sweep.dir")
+            runstate.claim_sweep(folder)
         except QuiltgenError as err:
             raise fail(str(err)) from None
 
@@ -107,6 +110,13 @@ def check_free_space(state: runstate.RunState) -> None:
         with contextlib.suppress(OSError):
             runstate.fail_unstarted(state.folder, message)
         raise ConfigError(message)
+
+
+def input_base(config: DictConfig) -> Path | None:
+    """Where a relative input.root is read from: for a replay, the folder its run was started in (as
+    ``follow_original_cwd`` will do); else the working folder (None)."""
+    replayed = cli.replayed_run(config.hydra)
+    return cli.original_cwd(replayed) if replayed is not None else None
 
 
 def task_part(config: DictConfig) -> DictConfig:

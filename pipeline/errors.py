@@ -1,4 +1,9 @@
 """Errors a user can fix. The entry point prints their message as one line and exits with status 1."""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
 
 
 class QuiltgenError(Exception):
@@ -20,3 +25,15 @@ class SampleError(QuiltgenError, RuntimeError):
 class ResumeRefused(QuiltgenError, ValueError):
     """A resume that would not give the run's images (changed config, version or inputs): the run's record is
     left as it was."""
+
+
+@contextlib.contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise an OSError that names no file as one naming ``path``: a failed write() or close() (a full disk)
+    says only "No space left on device", and the message the user sees must say which file it was writing."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror or str(err), os.fspath(path)) from None

@@ -70,12 +70,15 @@ class DatasetWriters:
             for split, names in self.image_sets.items():
                 writers.atomic_write(voc / "ImageSets" / "Main" / f"{split}.txt", writers.voc_image_set(names))
             writers.atomic_write(voc / "labelmap.txt", writers.voc_labelmap(self.names))
+        # A split that got no image is left out of data.yaml as an absent one is (its val falls back to a split
+        # with images): trainers fail on a listed folder that is missing or empty.
+        filled = [split for split in self.splits if self.image_sets[split]]
         for kind in ("yolo", "yolo_seg"):
             if kind in self.formats:
-                for folder in ("images", "labels"):  # an empty split still gets its folders: trainers list them
-                    for split in self.splits:
+                for folder in ("images", "labels"):
+                    for split in filled:
                         (self.out_dir / kind / folder / split).mkdir(parents=True, exist_ok=True)
-                data = writers.yolo_data_yaml(self.out_dir / kind, self.splits, self.names)
+                data = writers.yolo_data_yaml(self.out_dir / kind, filled, self.names)
                 writers.atomic_write(self.out_dir / kind / "data.yaml", data)
         for coco in self.coco.values():
             coco.commit()

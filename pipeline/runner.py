@@ -107,6 +107,8 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path, replay_of: Path | None = None)
         return dry_run(settings)
     started = time.perf_counter()
     resuming = settings["resume"] is not None
+    if not resuming:  # before the claim, which writes run.json
+        runstate.check_outside_inputs(out_dir, settings["input"]["root"])
     state = runstate.claim(out_dir, resume=resuming)
     out_dir = state.folder
     try:

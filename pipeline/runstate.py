@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, naming
 
 RUN_FILE = "run.json"
 JOURNAL = ".journal.jsonl"
@@ -216,6 +216,20 @@ def never_started(record: dict) -> bool:
     return record.get("status") in ("failed", "interrupted", "running") and "config_hash" not in record
 
 
+def check_outside_inputs(folder: Path | str, input_root: str | None, base: Path | None = None,
+                         key: str = "hydra.run.dir") -> None:
+    """Refuse a run (or sweep) folder that is ``input.root`` or inside it: the dataset would be written among the
+    inputs. ``base``: the folder a relative ``input.root`` is read from (default: the working folder)."""
+    if input_root is None:  # the demo set, in its own cache
+        return
+    root = ((base or Path.cwd()) / Path(input_root).expanduser()).resolve()
+    folder = Path(folder).expanduser().resolve()
+    if folder.is_relative_to(root):
+        where = "is input.root" if folder == root else f"is inside input.root ({root})"
+        raise ConfigError(f"{key}: {folder} {where}, so the dataset would be written among its inputs; choose a "
+                          f"folder outside input.root with {key}=<folder>")
+
+
 def claim(folder: Path | str, resume: bool = False) -> RunState:
     """Take the folder for this process: refuse it if another process writes it, or (for a new run) if it
     already holds a run; a resume needs a run.json to resume from."""
@@ -314,8 +328,9 @@ class Journal:
     def append(self, record: dict) -> None:
         if self._fh is None:
             self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(record, sort_keys=True) + "\n")
-        self._fh.flush()
+        with naming(self.path):
+            self._fh.write(json.dumps(record, sort_keys=True) + "\n")
+            self._fh.flush()
 
     def close(self) -> None:
         if self._fh is not None:

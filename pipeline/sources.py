@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class ObjectSource:
     photo: Path
     mask: Path | None  # None: alpha channel or the photo's own non-black pixels
-    # Several files with the photo's stem and none with its exact name: which one is meant is unclear.
+    # Several files with the photo's stem (its exact name among them or not): which one is meant is unclear.
     mask_candidates: tuple[Path, ...] = ()
 
 
@@ -72,19 +72,19 @@ def _visible_files(folder: Path) -> list[Path]:
 
 
 def _mask_finder(folder: Path) -> Callable[[Path], ObjectSource]:
-    """A photo's source: its mask is the file with its name, else the only one with its stem (photo 0.jpg,
-    mask 0.png); several with its stem and none with its name are kept as candidates, for an error naming them."""
+    """A photo's source: its mask is the only file with its stem, whatever its extension (photo 0.jpg, mask
+    0.png); several with its stem, even one with the photo's exact name among them, are kept as candidates, for an
+    error naming them all."""
     by_stem: dict[str, list[Path]] = {}
     for path in _visible_files(folder):
         by_stem.setdefault(path.stem, []).append(path)
 
     def find(photo: Path) -> ObjectSource:
-        exact, same_stem = folder / photo.name, by_stem.get(photo.stem, [])
-        if exact.is_file() or not same_stem:
-            return ObjectSource(photo, exact)
+        same_stem = by_stem.get(photo.stem, [])
         if len(same_stem) == 1:
             return ObjectSource(photo, same_stem[0])
-        return ObjectSource(photo, exact, tuple(same_stem))
+        exact = folder / photo.name  # missing (an error naming it) or one of several candidates
+        return ObjectSource(photo, exact, tuple(same_stem) if len(same_stem) > 1 else ())
     return find
 
 
@@ -206,9 +206,9 @@ def decode_object(source: ObjectSource, threshold: int) -> tuple[np.ndarray, lis
     """Photo and mask as one BGRA array cropped to the mask's bounding box (mask in {0, 255}), and the warnings
     its files deserve (each naming its file). Pure: reads the files and logs nothing, so it can run anywhere."""
     if source.mask_candidates:
-        names = " and ".join(str(p) for p in source.mask_candidates)
-        raise InputError(f"{source.photo}: several masks could be meant ({names}) and none has the photo's exact "
-                         f"file name; keep one, or rename one to {source.photo.name}")
+        *others, last = (str(p) for p in source.mask_candidates)
+        raise InputError(f"{source.photo}: several masks could be meant ({', '.join(others)} and {last}); keep one "
+                         f"and remove the others (a mask may have any image extension)")
     photo = read_image(source.photo)
     warnings, where, opaque = [], source.mask or source.photo, False
     if source.mask is not None:

@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from pipeline.blend import clip_region
+from pipeline.errors import naming
 from pipeline.runstate import resume_command
 
 BOX_COLOUR = (0, 255, 0)
@@ -31,20 +32,15 @@ def atomic_write(path: Path | str, data: bytes) -> None:
     folder, name = os.path.split(path)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
-        try:
-            fh = open(tmp, "wb")
-        except FileNotFoundError:  # first file in this folder: one mkdir per folder, not one per file
-            os.makedirs(folder, exist_ok=True)
-            fh = open(tmp, "wb")
-        with fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if err.filename is None:  # a failed write() or close() (a full disk) names no file: name the one meant
-            raise OSError(err.errno, err.strerror, path) from None
-        raise
+        with naming(path):  # a failed write() or close() (a full disk) names no file: name the one meant
+            try:
+                fh = open(tmp, "wb")
+            except FileNotFoundError:  # first file in this folder: one mkdir per folder, not one per file
+                os.makedirs(folder, exist_ok=True)
+                fh = open(tmp, "wb")
+            with fh:
+                fh.write(data)
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -358,7 +354,8 @@ RESERVED_YOLO_KEYS = ("path", "names", "nc", "download", "channels", "yaml_file"
 
 def yolo_data_yaml(yolo_dir: Path, splits: list[str], names: list[str]) -> bytes:
     """Ultralytics dataset YAML: absolute ``path``, ``train``/``val`` (falling back to the first split), ``test``
-    if present, other splits under their own names, and ``names`` as {index: name}. The same file serves
+    if present, other splits under their own names, and ``names`` as {index: name}. ``splits``: those that have
+    images (a listed folder that is missing or empty fails the trainers). The same file serves
     detection (``yolo/``) and segmentation (``yolo_seg/``): Ultralytics tells them apart by the label lines.
 
     ``path`` must be absolute: Ultralytics resolves a relative one, and a missing one given a relative YAML
@@ -419,7 +416,8 @@ class CocoWriter:
         self._counts = dict.fromkeys(self._parts, 0)
 
     def _append(self, kind: str, obj: dict) -> None:
-        self._fhs[kind].write((b"," if self._counts[kind] else b"") + _json(obj))
+        with naming(self.path):  # the fragment is a detail: name the file it becomes
+            self._fhs[kind].write((b"," if self._counts[kind] else b"") + _json(obj))
         self._counts[kind] += 1
 
     def add(self, image: dict, annotations: list[dict]) -> None:
@@ -432,19 +430,20 @@ class CocoWriter:
             self._append("annotations", ann)
 
     def commit(self) -> None:
-        for fh in self._fhs.values():
-            fh.close()
         head = b'{"info":%s,"licenses":[],"categories":%s,' % (_json(self.info), _json(self.categories))
         try:
-            with open(self.tmp, "wb") as out:
-                out.write(head)
-                for i, (kind, part) in enumerate(self._parts.items()):
-                    out.write(b'%s"%s":[' % (b"," if i else b"", kind.encode()))
-                    with open(part, "rb") as fh:
-                        shutil.copyfileobj(fh, out)
-                    out.write(b"]")
-                out.write(b"}\n")
-            os.replace(self.tmp, self.path)
+            with naming(self.path):
+                for fh in self._fhs.values():
+                    fh.close()
+                with open(self.tmp, "wb") as out:
+                    out.write(head)
+                    for i, (kind, part) in enumerate(self._parts.items()):
+                        out.write(b'%s"%s":[' % (b"," if i else b"", kind.encode()))
+                        with open(part, "rb") as fh:
+                            shutil.copyfileobj(fh, out)
+                        out.write(b"]")
+                    out.write(b"}\n")
+                os.replace(self.tmp, self.path)
         except BaseException:
             self.tmp.unlink(missing_ok=True)
             raise
@@ -468,11 +467,13 @@ class ManifestWriter:
         self._fh = open(self.tmp, "w", encoding="utf-8")
 
     def write(self, record: dict) -> None:
-        self._fh.write(json.dumps(record, sort_keys=True) + "\n")
+        with naming(self.path):
+            self._fh.write(json.dumps(record, sort_keys=True) + "\n")
 
     def commit(self) -> None:
-        self._fh.close()
-        os.replace(self.tmp, self.path)
+        with naming(self.path):
+            self._fh.close()
+            os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
         close_quietly(self._fh)

@@ -166,3 +166,17 @@ def test_a_used_sweep_folder_is_refused_before_any_job_runs(tmp_path, layout):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"quiltgen: error: hydra.sweep.dir: {sweep} already holds a sweep (multirun.yaml)" in proc.stderr
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before  # multirun.yaml included
+
+
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_a_run_or_sweep_folder_inside_the_input_folder_is_refused_in_one_line(layout, mode):
+    """`quiltgen input.root=.` started in the input folder: the default run folder (outputs/...) is inside it."""
+    before = sorted(layout.rglob("*"))
+    proc = quiltgen(layout, *(["-m", "seed=1,2"] if mode == "sweep" else []), "input.root=.", *QUICK, check=False)
+    key, folder = ("hydra.sweep.dir", "multirun") if mode == "sweep" else ("hydra.run.dir", "outputs")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"quiltgen: error: {key}: {layout.resolve() / folder}/")
+    assert line.endswith(f" is inside input.root ({layout.resolve()}), so the dataset would be written among its "
+                         f"inputs; choose a folder outside input.root with {key}=<folder>")
+    assert sorted(layout.rglob("*")) == before  # no run folder, no .hydra/, no run.json

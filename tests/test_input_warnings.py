@@ -100,16 +100,25 @@ def test_the_demo_set_raises_no_warning(tmp_path):
     assert [w for s in sources for w in decode_object(s, 8)[1]] == []
 
 
-def test_two_candidate_masks_are_named_in_the_error(tmp_path):
+@pytest.mark.parametrize("exact", [False, True], ids=["other-extensions", "exact-name-too"])
+def test_every_candidate_mask_is_named_in_the_error(tmp_path, exact):
+    """Several files with the photo's stem are an error even when one has its exact name: none wins silently."""
     root = make_layout(tmp_path / "in")
     masks = root / "photo_copy" / "cat"
-    (masks / "1.png").rename(masks / "1.bmp")
-    (masks / "1.jpg").write_bytes((masks / "1.bmp").read_bytes())
+    (masks / "1.bmp").write_bytes((masks / "1.png").read_bytes())
+    (masks / "1.jpg").write_bytes((masks / "1.png").read_bytes())
+    if not exact:
+        (masks / "1.png").unlink()
     catalog = scan(root, "photo", "photo_copy", "back")
     (source,) = [s for s in catalog.objects["cat"] if s.photo.name == "1.png"]
-    with pytest.raises(InputError, match=rf"1\.png: several masks could be meant \({masks / '1.bmp'} and "
-                                         rf"{masks / '1.jpg'}\)"):
+    named = f"{masks / '1.bmp'}, {masks / '1.jpg'} and {masks / '1.png'}" if exact else \
+        f"{masks / '1.bmp'} and {masks / '1.jpg'}"
+    with pytest.raises(InputError) as excinfo:
         decode_object(source, 8)
+    assert str(excinfo.value) == (f"{root / 'photo' / 'cat' / '1.png'}: several masks could be meant ({named}); "
+                                  f"keep one and remove the others (a mask may have any image extension)")
+    (other,) = [s for s in catalog.objects["cat"] if s.photo.name == "0.png"]
+    assert other.mask == masks / "0.png" and other.mask_candidates == ()  # one file of its stem: its mask
 
 
 def test_classes_with_and_without_masks_mix_in_one_input(tmp_path, generate, caplog):

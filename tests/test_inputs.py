@@ -158,6 +158,16 @@ def test_missing_mask_file(generate, layout, out):
                                  r"photo_copy/cat/ to use the photos of this class as cut-outs")
 
 
+def test_a_second_mask_beside_the_exact_name_is_an_error_naming_both(generate, layout, out):
+    """photo/cat/0.png with photo_copy/cat/0.png and 0.jpg: the exact name does not win silently."""
+    masks = layout / "photo_copy" / "cat"
+    (masks / "0.jpg").write_bytes((masks / "0.png").read_bytes())
+    err = fails(generate, layout, out, rf"{rel('photo', 'cat', '0.png')}: several masks could be meant "
+                                       rf"\({re.escape(str(masks / '0.jpg'))} and {re.escape(str(masks / '0.png'))}\); "
+                                       r"keep one and remove the others")
+    assert "input.on_bad_file=skip" in str(err)
+
+
 def test_a_mask_may_use_another_image_format_than_its_photo(generate, layout, tmp_path):
     reference = generate(layout, "samples.per_class=2", "seed=3")
     mask = layout / "photo_copy" / "cat" / "1.png"
@@ -280,8 +290,14 @@ def _spoil_black_mask(root: Path, name: str) -> None:
     cv2.imwrite(str(root / "photo_copy" / "cat" / name), np.zeros_like(photo))
 
 
-@pytest.mark.parametrize("spoil", [_spoil_not_an_image, _spoil_missing_mask, _spoil_black_mask],
-                         ids=["not-an-image", "missing-mask", "black-mask"])
+def _spoil_two_masks(root: Path, name: str) -> None:
+    _spoil_missing_mask(root, name)
+    for mask in (name, Path(name).with_suffix(".jpg").name):
+        (root / "photo_copy" / "cat" / mask).write_bytes((root / "photo_copy" / "cat" / "0.png").read_bytes())
+
+
+@pytest.mark.parametrize("spoil", [_spoil_not_an_image, _spoil_missing_mask, _spoil_black_mask, _spoil_two_masks],
+                         ids=["not-an-image", "missing-mask", "black-mask", "two-masks"])
 def test_skip_leaves_out_one_bad_photo(generate, tmp_path, out, spoil):
     root = make_layout(tmp_path / "input", photos=3, backgrounds=2)
     spoil(root, "bad.png")

@@ -1,12 +1,15 @@
 """End-to-end runs of ``run(cfg, out_dir)`` on small inputs: counts, files, boxes, reproducibility."""
+import builtins
+import errno
 import json
+import os
 import xml.etree.ElementTree as ET
 
 import cv2
 import numpy as np
 import pytest
 
-from pipeline import augment, runstate
+from pipeline import augment, runstate, writers
 from pipeline.backends import parallel_backend
 from pipeline.errors import ConfigError, SampleError
 from pipeline.runner import in_order, plan_tasks, run
@@ -148,8 +151,6 @@ def test_a_worker_failure_names_the_class_and_file(layout, tmp_path, monkeypatch
 
 
 def test_a_failed_write_names_the_output_file_not_the_photo(layout, tmp_path, monkeypatch):
-    from pipeline import writers
-
     def full_disk(path, data):
         raise OSError(28, "No space left on device", str(path))
 
@@ -160,6 +161,52 @@ def test_a_failed_write_names_the_output_file_not_the_photo(layout, tmp_path, mo
                                           rf"\(\d+ MiB free in {out}\); free some space .* quiltgen resume={out}$"):
         run(cfg, out)
     assert not (out / "manifest.jsonl").exists()
+
+
+# The parent's own files: name prefix of the file whose write() fails -> the file the message must name.
+PARENT_FILES = {".manifest.jsonl.partial": "manifest.jsonl", ".journal.jsonl": ".journal.jsonl",
+                ".instances_train.json.annotations.partial": "annotations/instances_train.json",
+                ".instances_train.json.partial": "annotations/instances_train.json",
+                ".train.txt.": "voc/ImageSets/Main/train.txt", ".data.yaml.": "yolo/data.yaml"}
+
+
+@pytest.mark.parametrize("prefix", PARENT_FILES)
+def test_a_full_disk_in_the_parent_names_the_file_and_the_free_space(layout, tmp_path, monkeypatch, prefix):
+    """A write() that fails for want of space names no file; the one-line message must name the one meant."""
+    real_open = builtins.open
+
+    def full_disk(data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def opening(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
+        if os.path.basename(file).startswith(prefix) and ("w" in mode or "a" in mode):
+            fh.write = full_disk
+        return fh
+
+    for module in (writers, runstate):
+        monkeypatch.setattr(module, "open", opening, raising=False)
+    out = tmp_path / "out"
+    with pytest.raises(SampleError) as excinfo:
+        run(make_config([*SMALL, f"input.root={layout}", "samples.per_class=2", "output.formats=[coco,voc,yolo]"]),
+            out)
+    message = str(excinfo.value)
+    assert message.startswith(f"cannot write {out / PARENT_FILES[prefix]}: No space left on device (")
+    assert f" MiB free in {out}); free some space" in message and "\n" not in message
+    assert not (out / "manifest.jsonl").exists() and runstate.read_run(out)["status"] == "failed"
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["input-root", "inside-it"])
+def test_a_run_folder_in_the_input_folder_is_refused_before_anything_is_written(layout, monkeypatch, inside):
+    monkeypatch.chdir(layout.parent)  # input.root given relative, as `input.root=.` from the input folder is
+    before = sorted(layout.rglob("*"))
+    out = layout / "runs" / "a" if inside else layout
+    where = f"is inside input.root ({layout.resolve()})" if inside else "is input.root"
+    with pytest.raises(ConfigError) as excinfo:
+        run(make_config([*SMALL, f"input.root={layout.name}"]), out)
+    assert str(excinfo.value) == (f"hydra.run.dir: {out.resolve()} {where}, so the dataset would be written among "
+                                  f"its inputs; choose a folder outside input.root with hydra.run.dir=<folder>")
+    assert sorted(layout.rglob("*")) == before  # no run.json, no run folder
 
 
 def test_demo_set_is_created_and_used_when_no_input_is_given(tmp_path, generate):

@@ -174,6 +174,29 @@ def test_an_empty_split_is_reported(tmp_path, inputs, caplog):
     assert "split train    3 images; photos cat 4, dog 4, fox 4 (output.split_by=photo)" in caplog.text
 
 
+@pytest.mark.parametrize(("extra", "listed"), [
+    ([], {"train": "images/train", "val": "images/train"}),  # val gets none of 2 images: trains and validates on train
+    (THREE, {"train": "images/train", "val": "images/val"}),  # test gets none of 2: not listed
+], ids=["empty-val", "empty-test"])
+def test_data_yaml_lists_only_splits_with_images(tmp_path, extra, listed):
+    root = make_layout(tmp_path / "input")
+    out = tmp_path / "run"
+    run(make_config([*SMALL, f"input.root={root}", "samples.per_class=2", *extra,
+                     "output.formats=[yolo,yolo_seg]", "output.previews=false"]), out)
+    filled = {folder.split("/")[1] for folder in listed.values()}
+    assert {r["split"] for r in manifest(out)} == filled
+    for kind in ("yolo", "yolo_seg"):
+        data = yaml.safe_load((out / kind / "data.yaml").read_text())
+        assert data == {"path": str((out / kind).resolve()), **listed, "names": {0: "cat", 1: "dog"}}
+        for key in listed:  # every folder a trainer is pointed at exists and holds images and their labels
+            images = Path(data["path"]) / data[key]
+            assert sorted(p.stem for p in images.iterdir()) == sorted(
+                p.stem for p in (Path(data["path"]) / data[key].replace("images", "labels", 1)).iterdir())
+            assert list(images.glob("*.jpg"))
+        for folder in ("images", "labels"):  # no folder for the empty split
+            assert {p.name for p in (out / kind / folder).iterdir()} == filled
+
+
 def test_bad_values_are_refused_in_one_line():
     with pytest.raises(ConfigError, match=r"^output.split_by: must be one of \['sample', 'photo', 'background', "
                                           r"'photo\+background'\], got 'photos'$"):
