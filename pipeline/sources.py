@@ -71,6 +71,11 @@ def _visible_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not _is_clutter(p))
 
 
+# What OpenCV reads: only these count when several files share a photo's name in the mask folder.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm",
+                  ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic", ".avif"}
+
+
 def _mask_finder(folder: Path) -> Callable[[Path], ObjectSource]:
     """A photo's source: its mask is the only file with its stem, whatever its extension (photo 0.jpg, mask
     0.png); several with its stem, even one with the photo's exact name among them, are kept as candidates, for an
@@ -81,6 +86,8 @@ def _mask_finder(folder: Path) -> Callable[[Path], ObjectSource]:
 
     def find(photo: Path) -> ObjectSource:
         same_stem = by_stem.get(photo.stem, [])
+        if len(same_stem) > 1:  # a sidecar (0.xmp, 0.txt) beside the mask is not a candidate
+            same_stem = [p for p in same_stem if p.suffix.lower() in IMAGE_SUFFIXES] or same_stem
         if len(same_stem) == 1:
             return ObjectSource(photo, same_stem[0])
         exact = folder / photo.name  # missing (an error naming it) or one of several candidates

@@ -119,6 +119,9 @@ def test_every_candidate_mask_is_named_in_the_error(tmp_path, exact):
                                   f"keep one and remove the others (a mask may have any image extension)")
     (other,) = [s for s in catalog.objects["cat"] if s.photo.name == "0.png"]
     assert other.mask == masks / "0.png" and other.mask_candidates == ()  # one file of its stem: its mask
+    (masks / "0.xmp").write_text("<x:xmpmeta/>")  # an editor's sidecar beside a mask is no candidate
+    (other,) = [s for s in scan(root, "photo", "photo_copy", "back").objects["cat"] if s.photo.name == "0.png"]
+    assert other.mask == masks / "0.png" and other.mask_candidates == ()
 
 
 def test_classes_with_and_without_masks_mix_in_one_input(tmp_path, generate, caplog):
