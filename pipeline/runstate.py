@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import yaml
+
 from pipeline.errors import ConfigError, naming
 
 RUN_FILE = "run.json"
@@ -292,12 +294,24 @@ def drop(state: RunState) -> None:
     state.release()
 
 
+def _dry_run_sweep(folder: Path) -> bool:
+    """Whether ``folder`` holds only what a ``-m dry_run=true`` sweep leaves: its multirun.yaml."""
+    try:
+        config = yaml.safe_load((folder / "multirun.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(config, dict) and config.get("dry_run") is True and \
+        not any(p.is_dir() for p in folder.iterdir())
+
+
 def claim_sweep(folder: Path | str) -> None:
     """Refuse a sweep folder another multirun uses or used: an exclusive create of its multirun.yaml
     (Hydra writes the real one right after)."""
     folder = Path(folder).absolute()
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        if _dry_run_sweep(folder):  # it wrote nothing but its multirun.yaml: the folder is free
+            (folder / "multirun.yaml").unlink(missing_ok=True)
         with open(folder / "multirun.yaml", "x", encoding="utf-8") as fh:
             fh.write(f"# claimed by quiltgen (pid {os.getpid()}); Hydra writes the sweep's config here\n")
     except FileExistsError:

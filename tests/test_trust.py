@@ -507,3 +507,20 @@ def test_a_folder_locked_by_another_process_is_refused_with_wording_for_a_run_or
             runstate.claim(folder)
     finally:
         os.close(fd)
+
+
+def test_a_sweep_folder_used_only_by_a_dry_run_sweep_can_be_claimed(tmp_path):
+    from pipeline import runstate
+
+    for dry_run, job in ((True, False), (False, False), (True, True)):
+        folder = tmp_path / f"sweep-{dry_run}-{job}"
+        folder.mkdir()
+        (folder / "multirun.yaml").write_text(yaml.safe_dump({"dry_run": dry_run, "seed": 1}))
+        if job:
+            (folder / "0_seed=1").mkdir()
+        if dry_run and not job:
+            runstate.claim_sweep(folder)
+            assert "claimed by quiltgen" in (folder / "multirun.yaml").read_text()
+        else:
+            with pytest.raises(ConfigError, match=r"^hydra.sweep.dir: .* already holds a sweep"):
+                runstate.claim_sweep(folder)
