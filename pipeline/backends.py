@@ -55,6 +55,11 @@ def _dask(workers: dict) -> Iterator[int]:
             cluster.close()
 
 
+def _not_the_context_warning(record: logging.LogRecord) -> bool:
+    """joblib passes its process context to Ray's Pool, which ignores it with a warning on every run."""
+    return "'context' argument is not supported" not in record.getMessage()
+
+
 @contextmanager
 def _ray(workers: dict) -> Iterator[int]:
     try:
@@ -68,6 +73,7 @@ def _ray(workers: dict) -> Iterator[int]:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(num_cpus=effective_n_jobs(workers["n_jobs"]), include_dashboard=False, log_to_driver=False)
+    logging.getLogger("ray.util.multiprocessing.pool").addFilter(_not_the_context_warning)  # once: same object
     try:
         register_ray()
         n_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
