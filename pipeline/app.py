@@ -66,7 +66,7 @@ class RunDirClaim(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         try:
             if not config.get("resume"):  # a config error stops here, before Hydra makes the run folder
-                validate(task_part(config))
+                validate_quietly(task_part(config))
             with read_write(config.hydra), open_dict(config.hydra):
                 if config.get("dry_run"):
                     config.hydra.run.dir = tempfile.mkdtemp(prefix="quiltgen-dry-run-")
@@ -117,6 +117,16 @@ def input_base(config: DictConfig) -> Path | None:
     ``follow_original_cwd`` will do); else the working folder (None)."""
     replayed = cli.replayed_run(config.hydra)
     return cli.original_cwd(replayed) if replayed is not None else None
+
+
+def validate_quietly(config: DictConfig) -> None:
+    """Validate, raising errors but not logging the warnings: the run validates again and logs them then."""
+    schema_log = logging.getLogger("pipeline.schema")
+    disabled, schema_log.disabled = schema_log.disabled, True
+    try:
+        validate(config)
+    finally:
+        schema_log.disabled = disabled
 
 
 def task_part(config: DictConfig) -> DictConfig:

@@ -180,3 +180,9 @@ def test_a_run_or_sweep_folder_inside_the_input_folder_is_refused_in_one_line(la
     assert line.endswith(f" is inside input.root ({layout.resolve()}), so the dataset would be written among its "
                          f"inputs; choose a folder outside input.root with {key}=<folder>")
     assert sorted(layout.rglob("*")) == before  # no run folder, no .hydra/, no run.json
+
+
+def test_a_config_warning_is_printed_once_though_the_config_is_checked_twice(tmp_path, layout):
+    """The folder claim checks the config before Hydra writes .hydra/, and the run checks it again."""
+    out = quiltgen(tmp_path, f"input.root={layout}", *QUICK, "output.formats=[]", "dry_run=true").stdout
+    assert out.count("output.formats is empty") == 1
