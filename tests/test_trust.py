@@ -456,7 +456,7 @@ def big_inputs(tmp_path_factory) -> tuple[Path, list[str], dict]:
     """Large backgrounds that keep both workers decoding for seconds; the run's arguments; its tree."""
     layout = make_layout(tmp_path_factory.mktemp("big") / "input", photos=1, backgrounds=1)
     noise = np.random.default_rng(0).integers(0, 256, (3000, 4000, 3), np.uint8)
-    for n in range(8):
+    for n in range(5):
         cv2.imwrite(str(layout / "back" / f"big{n}.jpg"), np.roll(noise, n * 7, axis=1))
     args = [f"input.root={layout}", *QUICK, "samples.per_class=2"]
     out = tmp_path_factory.mktemp("big-reference") / "run"
@@ -484,6 +484,8 @@ def test_a_stop_while_decoding_the_inputs_is_one_line_and_resume_starts_the_run(
                            "quiltgen resume="}[stop]
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1 and expected in stderr, stderr
     assert not (out / "manifest.jsonl").exists() and "config_hash" not in json.loads((out / "run.json").read_text())
+    if stop == "sigterm":
+        return  # the same resume as after a killed worker
     resumed = quiltgen(tmp_path, f"resume={out}")
     assert "stopped before its inputs were checked" in resumed.stdout and status(out) == "complete"
     assert leftovers(out) == [] and tree_digest(out) == reference
