@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from pipeline.augment import hull_extents, linear_part, size_to_scale
-from pipeline.errors import InputError
+from pipeline.errors import InputError, naming
 from pipeline.quilt import fade_width, level_size, paint_rects, tile_grid, zoom_levels
 
 log = logging.getLogger(__name__)
@@ -186,12 +186,17 @@ STRAY_GREY = 0.02
 # A mask whose object pixels are mostly below this level shows the object in colour (or grey) on black, as the
 # original script's photo_copy masks may: its greys are the object's, not compression's.
 WHITE = 224
+# Channels further apart than this make a pixel coloured; JPEG's chroma noise on a black-and-white mask stays below.
+COLOURED = 32
 
 
-def is_colour_mask(levels: np.ndarray, threshold: int) -> bool:
-    """Whether a mask's 0-255 levels show the object in colour on black rather than white on black."""
+def is_colour_mask(mask_img: np.ndarray, levels: np.ndarray, threshold: int) -> bool:
+    """Whether a mask shows the object in colour (or grey) on black rather than white on black: most of its
+    object pixels are not white, or a good share are coloured (a bright orange is white by its levels)."""
     on = levels > threshold
-    return np.count_nonzero(levels[on] >= WHITE) < np.count_nonzero(on) / 2
+    pixels = mask_img[on].astype(np.int16)
+    coloured = np.count_nonzero(pixels.max(axis=1) - pixels.min(axis=1) > COLOURED)
+    return np.count_nonzero(levels[on] >= WHITE) < len(pixels) / 2 or coloured > len(pixels) / 4
 
 
 def stray_grey_pixels(levels: np.ndarray) -> tuple[np.ndarray, int]:
@@ -232,7 +237,7 @@ def decode_object(source: ObjectSource, threshold: int) -> tuple[np.ndarray, lis
         if _is_jpeg(source.mask):
             warnings.append(f"{source.mask}: mask stored as JPEG; compression blurs its edges and leaves faint "
                             f"specks that can grow the box; save masks as PNG")
-        elif not is_colour_mask(levels, threshold):
+        elif not is_colour_mask(mask_img, levels, threshold):
             stray, outline = stray_grey_pixels(levels)
             specks = int(np.count_nonzero(stray > threshold))  # below the threshold they do no harm
             if stray.size > STRAY_GREY * max(outline, 1) and specks:
@@ -448,7 +453,8 @@ def object_task(kind: str, source: ObjectSource, root: Path, bank_file: str, set
         obj, warnings = decode_object(source, settings["input"]["mask_threshold"])
     except InputError as err:
         return {"inputs": inputs, "error": str(err), "file": _relative(source.photo, root)}
-    np.save(bank_file, obj)
+    with naming(bank_file):  # numpy's short write on a full disk names no file
+        np.save(bank_file, obj)
     entry = {"file": bank_file, "photo": _relative(source.photo, root),
              "mask": _relative(source.mask, root) if source.mask else None, "hull": mask_hull(obj[:, :, 3]).tolist()}
     return {"inputs": inputs, "entry": entry, "size": object_size(obj), "warnings": warnings}
@@ -471,7 +477,8 @@ def background_task(path: Path, root: Path, bank_file: str, settings: dict) -> d
     stem = bank_file.removesuffix(".npy")
     entry = {"source": _relative(path, root), "size": size, "levels": []}
     for n, (zoom, level) in enumerate(zip(zooms, levels, strict=True)):
-        np.save(f"{stem}_{n}.npy", level)
+        with naming(f"{stem}_{n}.npy"):
+            np.save(f"{stem}_{n}.npy", level)
         entry["levels"].append({"zoom": zoom, "file": f"{stem}_{n}.npy",
                                 "size": [int(level.shape[1]), int(level.shape[0])]})
     return {"inputs": inputs, "entry": entry, "small": small}

@@ -57,6 +57,8 @@ def test_each_doubtful_file_gets_one_warning_naming_it(tmp_path):
     # a mask showing the object in colour on black (the original script's photo_copy): its greys are the object's
     in_colour = write(tmp_path / "colour.png", textured() * (disc()[:, :, None] > 0))
     assert warnings_for(photo, in_colour) == []
+    orange = np.clip(np.array([20, 120, 250]) + textured(seed=1) % 9, 0, 255).astype(np.uint8)  # bright: white by level
+    assert warnings_for(photo, write(tmp_path / "orange.png", orange * (disc()[:, :, None] > 0))) == []
 
     # an all-white mask: not a cut-out
     full = write(tmp_path / "full.png", np.full((60, 60, 3), 255, np.uint8))
