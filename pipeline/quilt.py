@@ -126,8 +126,8 @@ def sample_tiles(rng: np.random.Generator, rects: Sequence[Rect], level_sizes: S
     rect. A background serves several tiles only when there are fewer backgrounds than tiles; its windows then
     overlap by at most MAX_SHARED_WINDOW where the sizes allow (always for two of them when zoom.max >= 4/3;
     else the least overlapping candidate is taken), and they never show the same pixels the same way round: a
-    window that overlaps an earlier one by more than that is mirrored unlike it, which keeps up to four apart
-    (a repeated window when one level is the size of the rect; near-repeats when faded seams grow the rects).
+    window that overlaps an earlier one at all is mirrored unlike it, which keeps up to four apart (a repeated
+    window when one level is the size of the rect; near-repeats when faded seams grow the rects).
     """
     pool = list(range(len(level_sizes))) if allowed_backgrounds is None else list(allowed_backgrounds)
     first = None if first_background is None else pool.index(first_background)
@@ -145,7 +145,7 @@ def sample_tiles(rng: np.random.Generator, rects: Sequence[Rect], level_sizes: S
             if overlap <= MAX_SHARED_WINDOW:
                 break
         _, level, src, window = best
-        used = {flip for w, flip in earlier if box_iou(window, w) > MAX_SHARED_WINDOW}
+        used = {flip for w, flip in earlier if box_iou(window, w) > 0}
         flip = next((f for f in FLIPS if f not in used), "none")
         earlier.append((window, flip))
         tiles.append({"background": bg, "level": level, "src": src, "dst": [x0, y0, x1, y1], "flip": flip})
