@@ -189,7 +189,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
             runstate.note_error(Path(out_dir), message)
             fail(f"sweep job {Path(out_dir).name}: {message}")
             return float("nan")
-        runstate.fail_unstarted(Path(out_dir), message)
+        if not cfg.get("resume"):  # a refused resume leaves the run's record as it was
+            runstate.fail_unstarted(Path(out_dir), message)
         raise fail(message) from None
     except KeyboardInterrupt:
         raise _stopped("interrupted", 130, out_dir) from None

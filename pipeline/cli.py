@@ -206,6 +206,9 @@ def frozen_config(folder: Path) -> DictConfig:
     record = runstate.read_run(folder) or {}
     if "config" in record:
         return OmegaConf.create(record["config"])
+    if runstate.never_started(record):
+        raise ConfigError(f"resume: {folder} stopped before its config was saved, so it holds nothing to resume; "
+                          f"run the original command again (into this folder if you like)")
     raise ConfigError(f"resume: {folder} has neither .hydra/config.yaml nor a config in run.json; it cannot be "
                       f"resumed: delete it and start the run again")
 

@@ -239,7 +239,8 @@ def claim(folder: Path | str, resume: bool = False) -> RunState:
     if folder in _HELD:
         return _HELD[folder]
     if resume and not folder.is_dir():
-        raise ConfigError(f"resume: {folder} does not exist; give the folder of an interrupted run")
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(f"resume: {folder} {what}; give the folder of an interrupted run")
     fd = _lock(folder, resume)
     try:
         record = read_run(folder)

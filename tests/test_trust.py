@@ -526,3 +526,21 @@ def test_a_sweep_folder_used_only_by_a_dry_run_sweep_can_be_claimed(tmp_path):
         else:
             with pytest.raises(ConfigError, match=r"^hydra.sweep.dir: .* already holds a sweep"):
                 runstate.claim_sweep(folder)
+
+
+def test_a_resume_of_what_is_not_a_resumable_run_says_what_to_do_and_changes_nothing(tmp_path):
+    from pipeline import runstate
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(ConfigError, match=r"^resume: .*/afile is not a folder; give the folder of an interrupted"):
+        runstate.claim(afile, resume=True)
+    folder = tmp_path / "full"  # what a run refused for a full disk before Hydra saved its config leaves
+    folder.mkdir()
+    record = {"status": "failed", "pid": 1, "error": "hydra.run.dir: ... has 192 KiB free"}
+    (folder / "run.json").write_text(json.dumps(record))
+    proc = quiltgen(tmp_path, f"resume={folder}", check=False)
+    assert proc.returncode == 1 and proc.stderr.strip() == (
+        f"quiltgen: error: resume: {folder} stopped before its config was saved, so it holds nothing to resume; "
+        f"run the original command again (into this folder if you like)")
+    assert json.loads((folder / "run.json").read_text()) == record
