@@ -36,4 +36,5 @@ def naming(path: str | os.PathLike) -> Iterator[None]:
     except OSError as err:
         if err.filename is not None:
             raise
-        raise OSError(err.errno, err.strerror or str(err), os.fspath(path)) from None
+        reason = err.strerror or (f"a short write ({err}): the disk is likely full" if err.errno is None else str(err))
+        raise OSError(err.errno, reason, os.fspath(path)) from None

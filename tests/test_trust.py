@@ -544,3 +544,17 @@ def test_a_resume_of_what_is_not_a_resumable_run_says_what_to_do_and_changes_not
         f"quiltgen: error: resume: {folder} stopped before its config was saved, so it holds nothing to resume; "
         f"run the original command again (into this folder if you like)")
     assert json.loads((folder / "run.json").read_text()) == record
+
+
+def test_a_write_error_without_a_file_name_is_given_the_file_it_was_writing(tmp_path):
+    from pipeline.errors import naming
+
+    for raised, reason in ((OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+                           (OSError("10 requested and 3 written"), "a short write (10 requested and 3 written): "
+                                                                   "the disk is likely full")):
+        with pytest.raises(OSError) as found, naming(tmp_path / "x.npy"):
+            raise raised
+        assert found.value.filename == str(tmp_path / "x.npy") and found.value.strerror == reason
+    with pytest.raises(OSError) as found, naming(tmp_path / "x.npy"):
+        raise FileNotFoundError(errno.ENOENT, "No such file", "/elsewhere")
+    assert found.value.filename == "/elsewhere"  # a name it has is kept
