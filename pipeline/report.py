@@ -56,7 +56,11 @@ def run_info(out_dir: Path, settings: dict, samples: int, seconds: float) -> dic
     """Seed, overrides (from Hydra's .hydra/overrides.yaml when there is one), time and throughput. A replay
     (``-cp <run>/.hydra``) has no overrides of its own: it names the run it replays and gives that run's."""
     replay_of = (runstate.read_run(out_dir) or {}).get("replay_of")
-    overrides = _overrides(out_dir) or (_overrides(Path(replay_of)) if replay_of else [])
+    overrides, source = _overrides(out_dir), replay_of
+    for _ in range(100):  # a replay of a replay: the first run that has overrides of its own
+        if overrides or not source:
+            break
+        overrides, source = _overrides(Path(source)), (runstate.read_run(Path(source)) or {}).get("replay_of")
     return {"seed": settings["seed"], "overrides": overrides, "replay_of": replay_of, "samples": samples,
             "seconds": round(seconds, 3),
             "samples_per_second": round(samples / seconds, 2) if seconds else 0.0,

@@ -163,40 +163,30 @@ def test_two_runs_started_into_one_folder_exactly_one_writes_it(tmp_path, inputs
 
 
 def test_replay_from_the_frozen_config_gives_the_same_bytes(tmp_path, inputs):
+    """-cp and -cd replay (never the demo set, never seed 0), from another working folder (a relative
+    input.root is read where the first run was started), and a replay replays too."""
+    started, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    started.mkdir(), elsewhere.mkdir()
     first = tmp_path / "first"
-    quiltgen(tmp_path, f"input.root={inputs}", *QUICK, "samples.per_class=3", "seed=9", "augment.rotation.max=40",
-             "workers.n_jobs=1", f"hydra.run.dir={first}")
-    replays = {"cp": ["-cp", str(first / ".hydra"), "-cn", "config"], "cd": ["-cd", str(first / ".hydra"), "-cn",
-                                                                            "config"]}
-    for name, flags in replays.items():
+    quiltgen(started, f"input.root={os.path.relpath(inputs, started)}", *QUICK, "samples.per_class=3", "seed=9",
+             "augment.rotation.max=40", "workers.n_jobs=1", f"hydra.run.dir={first}")
+    source = first
+    for name, flag in (("cp", "-cp"), ("cd", "-cd")):  # the second replays the first replay
         out = tmp_path / name
-        proc = quiltgen(tmp_path, *flags, f"hydra.run.dir={out}")
-        assert tree_digest(out) == tree_digest(first), name  # never the demo set, never seed 0
+        proc = quiltgen(elsewhere, flag, str(source / ".hydra"), "-cn", "config", f"hydra.run.dir={out}")
+        assert tree_digest(out) == tree_digest(first), name
+        assert f"relative paths in the config are read from {started}" in proc.stdout
         assert (out / "quiltgen.log").exists() and status(out) == "complete"
         assert "changed since that run" not in proc.stdout
         replayed = json.loads((out / "stats.json").read_text())["run"]  # the report names the run and its overrides
-        assert replayed["replay_of"] == str(first) and "seed=9" in replayed["overrides"]
+        assert replayed["replay_of"] == str(source) and "seed=9" in replayed["overrides"]
+        source = out
     cv2.imwrite(str(inputs / "back" / "extra.jpg"), np.full((240, 320, 3), 30, np.uint8))
     try:
         proc = quiltgen(tmp_path, "-cp", str(first / ".hydra"), f"hydra.run.dir={tmp_path / 'changed'}")
     finally:
         (inputs / "back" / "extra.jpg").unlink()
     assert "1 input file changed since that run, so the images will differ: back/extra.jpg (added)" in proc.stdout
-
-
-def test_a_relative_input_root_is_read_from_where_the_run_was_started_by_replays_of_replays(tmp_path, inputs):
-    started, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
-    started.mkdir(), elsewhere.mkdir()
-    first = tmp_path / "first"
-    quiltgen(started, f"input.root={os.path.relpath(inputs, started)}", *QUICK, "samples.per_class=1",
-             "workers.n_jobs=1", f"hydra.run.dir={first}")
-    source = first
-    for name in ("replay", "replay-of-replay"):
-        out = tmp_path / name
-        proc = quiltgen(elsewhere, "-cp", str(source / ".hydra"), f"hydra.run.dir={out}")
-        assert f"relative paths in the config are read from {started}" in proc.stdout
-        assert tree_digest(out) == tree_digest(first)
-        source = out
 
 
 def test_resume_refuses_a_changed_config_or_input_and_other_overrides(tmp_path):
