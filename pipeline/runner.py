@@ -117,6 +117,9 @@ def run(cfg: QuiltgenConfig, out_dir: str | Path, replay_of: Path | None = None)
             if previous is not None:
                 return previous
             if state.record.get("status") == "complete":
+                if not (out_dir / "manifest.jsonl").exists():
+                    raise ResumeRefused(f"resume: {out_dir} is marked complete but its manifest.jsonl is gone, so "
+                                        f"its samples cannot be checked; delete the folder and start the run again")
                 return _report_again(state, settings)
             resuming = "config_hash" in state.record  # else it stopped before it began: it starts from scratch
         summary = _run(state, settings, started, replay_of, resuming)
@@ -148,19 +151,19 @@ def check_resumable(state: runstate.RunState, settings: dict) -> dict | None:
         return None
     if "config_hash" not in record:
         raise ResumeRefused(f"resume: {folder}/run.json is unreadable or incomplete, so what the folder holds cannot "
-                          f"be checked; delete the folder and start the run again")
+                            f"be checked; delete the folder and start the run again")
     identity = runstate.config_identity(settings)
     if runstate.config_hash(identity) != record["config_hash"]:
         differences = runstate.config_differences(record.get("config", {}), identity)
         raise ResumeRefused(f"resume: the config differs from the one {folder} was started with "
-                          f"({'; '.join(differences[:5]) or 'see run.json'}): its .hydra/config.yaml was edited, or "
-                          f"an override was given; a resume needs the run's own config (only workers.* may "
-                          f"change), else start a new run")
+                            f"({'; '.join(differences[:5]) or 'see run.json'}): its .hydra/config.yaml was edited, or "
+                            f"an override was given; a resume needs the run's own config (only workers.* may "
+                            f"change), else start a new run")
     ours, theirs = runstate.versions()["quiltgen"], record.get("versions", {}).get("quiltgen")
     if ours != theirs:
         raise ResumeRefused(f"resume: {folder} was written by quiltgen {theirs} and this is {ours}; the same "
-                          f"config may not give the same images, so finish it with quiltgen {theirs} or start "
-                          f"a new run")
+                            f"config may not give the same images, so finish it with quiltgen {theirs} or start "
+                            f"a new run")
     if record.get("status") == "complete" and (folder / "manifest.jsonl").exists() and reported(folder, settings):
         log.info("resume: %s is already complete (%s); nothing to do", folder,
                  plural(record.get("samples", {}).get("total", 0), "sample"))
@@ -171,8 +174,9 @@ def check_resumable(state: runstate.RunState, settings: dict) -> dict | None:
 
 def reported(folder: Path, settings: dict) -> bool:
     """Whether a complete run's stats.json, report.html and score (those its config asks for) were made."""
-    return (folder / "stats.json").exists() and (not settings["output"]["report"] or (folder / "report.html").exists()) \
-        and (not settings["evaluate"] or "score" in (runstate.read_run(folder) or {}))
+    report_made = not settings["output"]["report"] or (folder / "report.html").exists()
+    scored = not settings["evaluate"] or "score" in (runstate.read_run(folder) or {})
+    return (folder / "stats.json").exists() and report_made and scored
 
 
 def _report_again(state: runstate.RunState, settings: dict) -> dict:
@@ -370,9 +374,9 @@ def record_start(state: runstate.RunState, settings: dict, root: Path, inputs: l
         if changed:
             verb = "differs" if len(changed) == 1 else "differ"
             raise ResumeRefused(f"resume: {plural(len(changed), 'input file')} {verb} from the run's "
-                             f"({', '.join(changed[:5])}"
-                             f"{', ...' if len(changed) > 5 else ''}); the same config would not give the same "
-                             f"images: restore them or start a new run")
+                                f"({', '.join(changed[:5])}"
+                                f"{', ...' if len(changed) > 5 else ''}); the same config would not give the same "
+                                f"images: restore them or start a new run")
         state.save(status="running", pid=os.getpid(), resumed=[*state.record.get("resumed", []), runstate.now()])
         return
     identity = runstate.config_identity(settings)

@@ -167,7 +167,8 @@ def test_presets_in_the_user_s_config_folders_are_accepted(tmp_path):
 
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\nseed: 42\n")
-    for args in (["-cd", str(tmp_path), "experiment=mine"], [f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"]):
+    for args in (["-cd", str(tmp_path), "experiment=mine"],
+                 [f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"]):
         assert prepare_argv(args, config_dir())[-1] == "experiment=mine"
     with pytest.raises(ConfigError, match=r"^experiment=mien: no such preset; the experiment presets are example, "
                                           r"mine, original$"):

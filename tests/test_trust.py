@@ -18,7 +18,7 @@ import psutil
 import pytest
 import yaml
 
-from pipeline.errors import ConfigError, InputError, SampleError
+from pipeline.errors import ConfigError, InputError, ResumeRefused, SampleError
 from pipeline.runner import run
 from tests.conftest import SMALL, make_config, make_layout, tree_digest
 
@@ -269,6 +269,9 @@ def test_a_stop_signal_during_the_final_commit_waits_for_it(tmp_path, inputs, mo
     caplog.clear()
     run(make_config([*args, f"resume={out}"]), out)
     assert "is already complete" in caplog.text
+    (out / "manifest.jsonl").unlink()
+    with pytest.raises(ResumeRefused, match=r"^resume: .* is marked complete but its manifest.jsonl is gone"):
+        run(make_config([*args, f"resume={out}"]), out)
 
 
 def test_run_json_records_versions_counts_and_every_input_with_its_sha256(tmp_path, inputs):
