@@ -212,4 +212,6 @@ def main() -> None:
     except KeyboardInterrupt:  # while Hydra composes the config, before any run started
         print("quiltgen: interrupted before the run started; nothing was written", file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        sweep.summarise_stopped_sweep()
 

@@ -52,6 +52,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         optimiser = needs_objective(config)
         if optimiser is None:
+            _RUNNING.append(Path(str(config.hydra.sweep.dir)))
             return
         if OmegaConf.select(config, "evaluate") is None:
             print(f"quiltgen: error: hydra.sweeper: {optimiser} tunes toward each run's score, and without an "
@@ -61,9 +62,11 @@ class SweepSummary(Callback):
         # optuna 2.x under SQLAlchemy 1.4 warns about SQLAlchemy 2.0 on import; nothing a user can change
         os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
         Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)  # the study's SQLite file goes here
+        _RUNNING.append(Path(str(config.hydra.sweep.dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        _RUNNING.clear()
         write_summary(sweep_dir)
         failed = [row["folder"] for row in job_rows(sweep_dir)
                   if row["run"].get("status") != "complete" or row["run"].get("error")]
@@ -71,6 +74,19 @@ class SweepSummary(Callback):
             print(f"quiltgen: error: {len(failed)} of {len(job_rows(sweep_dir))} sweep jobs did not finish "
                   f"(see the status column of {sweep_dir / 'summary.csv'})", file=sys.stderr)
             raise SystemExit(1)
+
+
+# The sweep of this process while it runs: a sweep stopped part-way (Ctrl-C, SIGTERM) gets no
+# on_multirun_end from Hydra, so the entry point summarises it on the way out.
+_RUNNING: list[Path] = []
+
+
+def summarise_stopped_sweep() -> None:
+    """summary.csv and .html of a sweep that stopped before its end, listing the jobs so far."""
+    while _RUNNING:
+        summary = write_summary(_RUNNING.pop())
+        if summary is not None:
+            print(f"quiltgen: the sweep stopped; {summary.with_suffix('.csv')} lists its jobs so far", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------------ summary

@@ -118,3 +118,24 @@ def test_a_sweep_goes_on_past_a_failing_job_and_its_summary_says_why(tmp_path, l
     rows = {r["augment.scale.max"]: r for r in read_summary(sweep)}
     assert rows["1.5"]["status"] == "complete" and rows["1.5"]["images"] == "2"
     assert rows["0.01"]["status"] == "failed: augment.scale: min must be <= max, got min=0.5, max=0.01"
+
+
+def test_a_sweep_stopped_by_ctrl_c_still_writes_its_summary(tmp_path, layout):
+    import signal
+    import subprocess
+    import time
+
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "-m", "seed=1,2", f"input.root={layout}",
+                             "samples.per_class=80", "workers.n_jobs=1", "quilt.width=320", "quilt.height=240",
+                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(sweep.glob("*/.journal.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert f"quiltgen: the sweep stopped; {sweep / 'summary.csv'} lists its jobs so far" in stderr
+    (row,) = read_summary(sweep)  # the first job, stopped part-way; the second never started
+    assert row["status"].startswith("interrupted") and row["seed"] == "1"
