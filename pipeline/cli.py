@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 
 import yaml
@@ -98,12 +97,10 @@ def _list_value(arg: str) -> list[str]:
 
 
 def _quote_resume(arg: str) -> str:
-    """``resume=<folder>`` quoted for Hydra's grammar when the folder's name needs it (a sweep job's folder holds
-    '=' and ','): a resume is one folder, never a sweep list."""
-    if not arg.startswith("resume=") or arg[7:8] in ("'", '"') or re.fullmatch(r"[\w./~+-]*", arg[7:]):
+    """``resume=<folder>`` as typed, quoted for Hydra's grammar when the folder's name needs it."""
+    if not arg.startswith("resume=") or arg[7:8] in ("'", '"'):
         return arg
-    value = arg[7:].replace('"', '\\"')
-    return f'resume="{value}"'
+    return runstate.resume_override(arg[7:])
 
 
 def _expand_home(arg: str) -> str:

@@ -37,13 +37,18 @@ VOLATILE_KEYS = ("workers", "resume", "dry_run")
 STATUSES = ("running", "interrupted", "failed", "complete")
 
 
-def resume_command(folder: Path | str) -> str:
-    """The command that finishes the run in ``folder``, quoted for the shell and Hydra when the path needs it
-    (sweep job folders hold '=' and ',')."""
+def resume_override(folder: Path | str) -> str:
+    """``resume=<folder>``, the folder quoted for Hydra's grammar when its name needs it (sweep job folders hold
+    '=' and ','): a resume is one folder, never a sweep list."""
     path = str(folder)
-    if re.fullmatch(r"[\w./~+-]+", path):
-        return f"quiltgen resume={path}"
-    return f"quiltgen {shlex.quote(f'resume={chr(34)}{path}{chr(34)}')}"
+    if re.fullmatch(r"[\w./~+-]*", path):
+        return f"resume={path}"
+    return 'resume="{}"'.format(path.replace('"', '\\"'))
+
+
+def resume_command(folder: Path | str) -> str:
+    """The command that finishes the run in ``folder``, quoted for the shell and Hydra when the path needs it."""
+    return f"quiltgen {shlex.quote(resume_override(folder))}"
 
 
 def now() -> str:
