@@ -185,19 +185,33 @@ def _report_again(state: runstate.RunState, settings: dict) -> dict:
     out_dir = state.folder
     log.info("resume: the dataset in %s is complete; making its report and evaluation", out_dir)
     catalog = scan_inputs(settings)
-    bank_dir = out_dir / f".bank-{uuid.uuid4().hex[:8]}"
-    with parallel_backend(settings["workers"]) as n_workers:
-        try:
-            bank, _ = build_bank(catalog, bank_dir, settings, n_workers)
-            plan_samples(bank, settings)  # the per-class settings the report shows
-        finally:
-            shutil.rmtree(bank_dir, ignore_errors=True)
+    with banked(catalog, out_dir, settings) as (bank, _, _):
+        plan_samples(bank, settings)  # the per-class settings the report shows
     summary = {"samples": 0, "classes": len(catalog.classes), "seconds": 0.0, "samples_per_second": 0.0,
                "out_dir": str(out_dir)}
-    summary.update(report.report_run(out_dir, settings, bank, state.record.get("seconds", 0.0)))
+    return _reported(state, settings, bank, state.record.get("seconds", 0.0), summary)
+
+
+def _reported(state: runstate.RunState, settings: dict, bank: dict, seconds: float, summary: dict) -> dict:
+    """``summary`` with the score, after writing stats.json, report.html and the evaluation (score in run.json)."""
+    summary.update(report.report_run(state.folder, settings, bank, seconds))
     if summary.get("score") is not None:
         state.save(score=summary["score"])
     return summary
+
+
+@contextmanager
+def banked(catalog: sources.Catalog, out_dir: Path, settings: dict) -> Iterator[tuple[dict, list, int]]:
+    """(bank, inputs, number of workers) for the block: the inputs decoded on the run's workers into a bank in
+    ``out_dir``, removed after it, as is any bank an earlier run that died there left (the folder is ours now)."""
+    for stale in out_dir.glob(".bank-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    bank_dir = out_dir / f".bank-{uuid.uuid4().hex[:8]}"
+    with parallel_backend(settings["workers"]) as n_workers:
+        try:
+            yield (*build_bank(catalog, bank_dir, settings, n_workers), n_workers)
+        finally:
+            shutil.rmtree(bank_dir, ignore_errors=True)
 
 
 def scan_inputs(settings: dict) -> sources.Catalog:
@@ -262,21 +276,14 @@ def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Pa
     catalog = scan_inputs(settings)
     if settings["resume"] is not None:
         clear_leftovers(out_dir)
-    for bank in out_dir.glob(".bank-*"):  # a run that died while decoding its inputs: the folder is ours now
-        shutil.rmtree(bank, ignore_errors=True)
-    bank_dir = out_dir / f".bank-{uuid.uuid4().hex[:8]}"
-    with parallel_backend(settings["workers"]) as n_workers:
-        try:
-            bank, inputs = build_bank(catalog, bank_dir, settings, n_workers)
-            counts, splits, sample_sources = plan_samples(bank, settings)
-            log_plan(bank, counts, catalog, splits, settings)
-            record_start(state, config, catalog.root, inputs, catalog.classes, counts, splits, resuming)
-            if replay_of is not None:
-                state.save(replay_of=str(replay_of))
-                warn_changed_inputs(replay_of, inputs)
-            total = _generate(state, bank, settings, counts, splits, sample_sources, n_workers)
-        finally:
-            shutil.rmtree(bank_dir, ignore_errors=True)
+    with banked(catalog, out_dir, settings) as (bank, inputs, n_workers):
+        counts, splits, sample_sources = plan_samples(bank, settings)
+        log_plan(bank, counts, catalog, splits, settings)
+        record_start(state, config, catalog.root, inputs, catalog.classes, counts, splits, resuming)
+        if replay_of is not None:
+            state.save(replay_of=str(replay_of))
+            warn_changed_inputs(replay_of, inputs)
+        total = _generate(state, bank, settings, counts, splits, sample_sources, n_workers)
     elapsed = time.perf_counter() - started
     summary = {"samples": total, "classes": len(catalog.classes), "seconds": round(elapsed, 3),
                "samples_per_second": round(total / elapsed, 2) if elapsed else 0.0, "out_dir": str(out_dir)}
@@ -284,10 +291,7 @@ def _run(state: runstate.RunState, settings: dict, started: float, replay_of: Pa
     state.save(seconds=round(elapsed, 3))  # the dataset's time, for a report made again by a resume
     log.info("wrote %s of %s in %.1f s (%.1f %ss/s) to %s", plural(total, noun),
              plural(len(catalog.classes), "class", "es"), elapsed, summary["samples_per_second"], noun, out_dir)
-    summary.update(report.report_run(out_dir, settings, bank, elapsed))  # stats.json, report.html, score
-    if summary.get("score") is not None:
-        state.save(score=summary["score"])
-    return summary
+    return _reported(state, settings, bank, elapsed, summary)
 
 
 def build_bank(catalog: sources.Catalog, bank_dir: Path, settings: dict, n_workers: int) -> tuple[dict, list]:
@@ -309,7 +313,7 @@ def build_bank(catalog: sources.Catalog, bank_dir: Path, settings: dict, n_worke
                           f"rendered yet: start again with {runstate.resume_command(out_dir)}, with fewer workers "
                           f"(workers.n_jobs) if memory is short") from None
     except OSError as err:  # the bank's .npy files (numpy's short write has no errno) or an input read
-        if err.filename is not None and not str(err.filename).startswith(str(out_dir)):
+        if err.filename is not None and not Path(err.filename).is_relative_to(out_dir):
             raise InputError(f"{err.filename}: cannot read it ({err.strerror or err})") from None
         raise SampleError(writers.write_failure(err, out_dir)) from None
     return sources.assemble_bank(catalog, jobs, results, settings)
