@@ -50,9 +50,9 @@ class SweepSummary(Callback):
     """Before an optimising sweep: refuse one without an objective. After any sweep: summary.csv and .html."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        _RUNNING.append(Path(str(config.hydra.sweep.dir)))
         optimiser = needs_objective(config)
         if optimiser is None:
-            _RUNNING.append(Path(str(config.hydra.sweep.dir)))
             return
         if OmegaConf.select(config, "evaluate") is None:
             print(f"quiltgen: error: hydra.sweeper: {optimiser} tunes toward each run's score, and without an "
@@ -62,7 +62,6 @@ class SweepSummary(Callback):
         # optuna 2.x under SQLAlchemy 1.4 warns about SQLAlchemy 2.0 on import; nothing a user can change
         os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
         Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)  # the study's SQLite file goes here
-        _RUNNING.append(Path(str(config.hydra.sweep.dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
